@@ -1,0 +1,1 @@
+"""genresort: sort music files into genre folders by listening to them."""

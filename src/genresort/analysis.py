@@ -1,0 +1,140 @@
+"""Analysis in worker processes, so a decoder that hangs or crashes can be stopped without stopping us.
+
+A thread cannot be killed; a process can. Each worker process loads the model once and answers one file at
+a time; when a file takes longer than the time limit, the process is killed and a fresh one started.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from genresort import audio
+from genresort.model import GenreModel, ModelError, Prediction
+
+_CONTEXT = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded process
+_STARTUP_SECONDS = 120.0
+
+
+class AnalysisTimeout(Exception):
+    """The file took longer than the per-file time limit; its worker was killed."""
+
+
+class AnalysisCrashed(Exception):
+    """The worker process died while analysing the file (e.g. a decoder crashed)."""
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What the parent needs to know of the model loaded in the workers."""
+
+    model_id: str
+    threshold: float
+
+
+def _serve(model_dir: Path, connection: Connection) -> None:
+    """The worker process: load the model, then answer paths with predictions or errors."""
+    try:
+        model = GenreModel.load(model_dir)
+    except (ModelError, OSError, ValueError, KeyError) as error:
+        connection.send(("model_error", str(error)))
+        return
+    connection.send(("ready", ModelSummary(model.model_id, model.threshold)))
+    while True:
+        try:
+            path = connection.recv()
+        except EOFError:
+            return
+        try:
+            connection.send(("prediction", model.analyse(path)))
+        except audio.AudioError as error:
+            connection.send(("audio_error", (type(error).__name__, str(error.path), error.reason)))
+        except OSError as error:
+            connection.send(("os_error", (error.errno, error.strerror, str(error.filename))))
+        except Exception as error:  # an unexpected decoder failure on one file must not end the worker
+            connection.send(("audio_error", ("NotAudioError", str(path), f"analysis failed: {error!r}")))
+
+
+class AnalysisProcess:
+    def __init__(self, model_dir: Path, timeout: float) -> None:
+        self.model_dir = model_dir
+        self.timeout = timeout
+        self.summary = self._start()
+
+    def _start(self) -> ModelSummary:
+        self._connection, child_connection = _CONTEXT.Pipe()
+        self._process = _CONTEXT.Process(
+            target=_serve, args=(self.model_dir, child_connection), name="genresort-analysis", daemon=True
+        )
+        self._process.start()
+        child_connection.close()
+        if not self._connection.poll(_STARTUP_SECONDS):
+            self.close()
+            raise ModelError(f"the analysis worker did not load the model within {_STARTUP_SECONDS:.0f} s")
+        try:
+            kind, value = self._connection.recv()
+        except EOFError as error:
+            self.close()
+            raise ModelError("the analysis worker died while loading the model") from error
+        if kind == "model_error":
+            self.close()
+            raise ModelError(value)
+        return value
+
+    def analyse(self, path: Path) -> Prediction:
+        self._connection.send(path)
+        if not self._connection.poll(self.timeout):
+            self._restart()
+            raise AnalysisTimeout(f"analysis took longer than {self.timeout:.0f} s and was stopped")
+        try:
+            kind, value = self._connection.recv()
+        except EOFError:
+            self._restart()
+            raise AnalysisCrashed("the analysis process died on this file") from None
+        if kind == "audio_error":
+            error_class, error_path, reason = value
+            raise getattr(audio, error_class, audio.NotAudioError)(Path(error_path), reason)
+        if kind == "os_error":
+            number, message, filename = value
+            raise OSError(number, message, filename)
+        return value
+
+    def _restart(self) -> None:
+        self.close()
+        self.summary = self._start()
+
+    def close(self) -> None:
+        self._process.kill()
+        self._process.join()
+        self._connection.close()
+
+
+class AnalyserPool:
+    """A fixed number of analysis processes shared by the worker threads."""
+
+    def __init__(self, model_dir: Path, workers: int, timeout: float) -> None:
+        self._idle: queue.Queue[AnalysisProcess] = queue.Queue()
+        self._all = []
+        try:
+            for _ in range(workers):
+                process = AnalysisProcess(model_dir, timeout)
+                self._all.append(process)
+                self._idle.put(process)
+        except BaseException:
+            self.close()
+            raise
+        self.summary = self._all[0].summary
+
+    def analyse(self, path: Path) -> Prediction:
+        process = self._idle.get()
+        try:
+            return process.analyse(path)
+        finally:
+            self._idle.put(process)
+
+    def close(self) -> None:
+        for process in self._all:
+            process.close()

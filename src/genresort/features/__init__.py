@@ -1,0 +1,1 @@
+"""Features: pure functions from audio arrays to per-clip vectors."""

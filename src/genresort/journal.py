@@ -1,0 +1,314 @@
+"""Per-file state machine in SQLite, so that a crash at any step can be resumed without loss or repetition.
+
+Every step is committed (WAL, ``synchronous=FULL``) before the pipeline acts on it, so after a crash
+the journal says exactly how far each file got. Paths are stored as the bytes the file system uses,
+because music file names are not always valid UTF-8.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source BLOB NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    staged_path BLOB,
+    destination BLOB,
+    outcome TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_by_source_and_sha256 ON files (source, sha256);
+CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
+"""
+
+
+class Step(StrEnum):
+    CLAIMED = "claimed"
+    STAGED = "staged"
+    PLACING = "placing"
+    PLACED = "placed"
+    DONE = "done"
+    QUARANTINED = "quarantined"
+    DUPLICATE = "duplicate"
+
+
+FINAL_STEPS = frozenset({Step.DONE, Step.QUARANTINED, Step.DUPLICATE})
+
+# Going back to STAGED lets recovery re-stage a copy that was lost before it was linked.
+# Once PLACED, the file is in the library: the only way on is removing the inbox original.
+ALLOWED_TRANSITIONS: dict[Step, frozenset[Step]] = {
+    Step.CLAIMED: frozenset({Step.STAGED, Step.QUARANTINED, Step.DUPLICATE}),
+    Step.STAGED: frozenset({Step.STAGED, Step.PLACING, Step.QUARANTINED, Step.DUPLICATE}),
+    Step.PLACING: frozenset({Step.STAGED, Step.PLACED, Step.QUARANTINED, Step.DUPLICATE}),
+    Step.PLACED: frozenset({Step.DONE}),
+    Step.DONE: frozenset(),
+    Step.QUARANTINED: frozenset(),
+    Step.DUPLICATE: frozenset(),
+}
+
+_STEPS_NEEDING_DESTINATION = frozenset({Step.PLACING, Step.PLACED, Step.QUARANTINED, Step.DUPLICATE})
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: int
+    source: Path
+    sha256: str
+    size: int
+    mtime_ns: int
+    step: Step
+    staged_path: Path | None
+    destination: Path | None
+    outcome: str | None
+    attempts: int
+    last_error: str | None
+    updated_at: float
+
+    @property
+    def finished(self) -> bool:
+        return self.step in FINAL_STEPS
+
+
+def _encode_path(path: Path | None) -> bytes | None:
+    return None if path is None else os.fsencode(path)
+
+
+def _decode_path(value: bytes | None) -> Path | None:
+    return None if value is None else Path(os.fsdecode(value))
+
+
+def _record_from_row(row: sqlite3.Row) -> FileRecord:
+    return FileRecord(
+        id=row["id"],
+        source=Path(os.fsdecode(row["source"])),
+        sha256=row["sha256"],
+        size=row["size"],
+        mtime_ns=row["mtime_ns"],
+        step=Step(row["step"]),
+        staged_path=_decode_path(row["staged_path"]),
+        destination=_decode_path(row["destination"]),
+        outcome=row["outcome"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        updated_at=row["updated_at"],
+    )
+
+
+_FINAL_STEPS_SQL = ", ".join(f"'{step.value}'" for step in sorted(FINAL_STEPS))
+
+
+class Journal:
+    """The durable record of every file the daemon has touched; shared by the worker threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        # isolation_level=None: no implicit transactions; every commit point is an explicit COMMIT below.
+        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._connection.row_factory = sqlite3.Row
+        self._connection.execute("PRAGMA busy_timeout = 10000")
+        mode = self._connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            self._connection.close()
+            raise RuntimeError(f"{path}: SQLite refused WAL mode (got {mode!r}); put the state folder on a local disk")
+        self._connection.execute("PRAGMA synchronous = FULL")
+        try:
+            self._create_schema()
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def _create_schema(self) -> None:
+        with self._transaction() as connection:
+            # One statement at a time: executescript() would commit the open transaction first.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            row = connection.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row["version"] != SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path}: journal schema version {row['version']}, this genresort understands {SCHEMA_VERSION}"
+                )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Serialise threads and write-lock the database up front, so read-then-write steps are atomic."""
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._connection
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
+
+    def _select(self, query: str, parameters: tuple[object, ...]) -> list[sqlite3.Row]:
+        """Read outside a transaction: one statement always sees a consistent snapshot."""
+        with self._lock:
+            return self._connection.execute(query, parameters).fetchall()
+
+    def _get(self, connection: sqlite3.Connection, record_id: int) -> FileRecord:
+        row = connection.execute("SELECT * FROM files WHERE id = ?", (record_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no journal record with id {record_id}")
+        return _record_from_row(row)
+
+    def claim(self, source: Path, sha256: str, size: int, mtime_ns: int) -> FileRecord:
+        """Start work on a file, or resume the unfinished record a crash left behind for the same content."""
+        with self._transaction() as connection:
+            row = connection.execute(
+                f"SELECT * FROM files WHERE source = ? AND sha256 = ? AND step NOT IN ({_FINAL_STEPS_SQL})"
+                " ORDER BY id DESC LIMIT 1",
+                (os.fsencode(source), sha256),
+            ).fetchone()
+            if row is not None:
+                return _record_from_row(row)
+            cursor = connection.execute(
+                "INSERT INTO files (source, sha256, size, mtime_ns, step, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (os.fsencode(source), sha256, size, mtime_ns, Step.CLAIMED.value, time.time()),
+            )
+            return self._get(connection, cursor.lastrowid)
+
+    def advance(
+        self,
+        record_id: int,
+        step: Step,
+        *,
+        staged_path: Path | None = None,
+        destination: Path | None = None,
+        outcome: str | None = None,
+    ) -> FileRecord:
+        """Record that a step has been reached; durable on return, so the caller may act on it.
+
+        Arguments left as None keep their stored value. STAGED needs a staged_path; PLACING, PLACED,
+        QUARANTINED and DUPLICATE need a destination (given now or earlier).
+        """
+        with self._transaction() as connection:
+            current = self._get(connection, record_id)
+            if step not in ALLOWED_TRANSITIONS[current.step]:
+                raise ValueError(f"journal record {record_id}: {current.step} -> {step} is not allowed")
+            if step is Step.STAGED and staged_path is None:
+                raise ValueError(f"journal record {record_id}: {step} needs a staged_path")
+            if step in _STEPS_NEEDING_DESTINATION and destination is None and current.destination is None:
+                raise ValueError(f"journal record {record_id}: {step} needs a destination")
+            connection.execute(
+                "UPDATE files SET step = ?, staged_path = COALESCE(?, staged_path),"
+                " destination = COALESCE(?, destination), outcome = COALESCE(?, outcome), updated_at = ?"
+                " WHERE id = ?",
+                (step.value, _encode_path(staged_path), _encode_path(destination), outcome, time.time(), record_id),
+            )
+            return self._get(connection, record_id)
+
+    def record_failure(self, record_id: int, error: str) -> FileRecord:
+        """Count a transient failure, so the pipeline can back off and eventually give up."""
+        with self._transaction() as connection:
+            current = self._get(connection, record_id)
+            if current.finished:
+                raise ValueError(f"journal record {record_id} is already {current.step}")
+            connection.execute(
+                "UPDATE files SET attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?",
+                (error, time.time(), record_id),
+            )
+            return self._get(connection, record_id)
+
+    def unfinished(self) -> list[FileRecord]:
+        """Records a previous run left midway, oldest first, for recovery at start."""
+        rows = self._select(f"SELECT * FROM files WHERE step NOT IN ({_FINAL_STEPS_SQL}) ORDER BY id", ())
+        return [_record_from_row(row) for row in rows]
+
+    def find_finished_by_sha256(self, sha256: str) -> FileRecord | None:
+        """The latest file sorted into the library with this content, to recognise a re-dropped duplicate."""
+        rows = self._select(
+            "SELECT * FROM files WHERE sha256 = ? AND step = ? ORDER BY id DESC LIMIT 1", (sha256, Step.DONE.value)
+        )
+        return _record_from_row(rows[0]) if rows else None
+
+    def is_finished(self, source: Path, sha256: str) -> bool:
+        rows = self._select(
+            f"SELECT 1 FROM files WHERE source = ? AND sha256 = ? AND step IN ({_FINAL_STEPS_SQL}) LIMIT 1",
+            (os.fsencode(source), sha256),
+        )
+        return bool(rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exception_type: type[BaseException] | None,
+        exception: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AlreadyRunning(RuntimeError):
+    """Another genresort process owns the state folder; two would process the same files."""
+
+
+class InstanceLock:
+    """An exclusive lock on ``<state_dir>/genresort.lock`` that the kernel drops when the holder dies, even by SIGKILL."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "genresort.lock"
+        self._descriptor: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(descriptor)
+            raise AlreadyRunning(
+                f"another genresort (pid {holder}) is using this state folder: {self.path} is locked"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        self._descriptor = descriptor
+
+    def release(self) -> None:
+        """Close the file, which drops the lock; the file stays, as deleting it would race with a new holder."""
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+    def __enter__(self) -> InstanceLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exception_type: type[BaseException] | None,
+        exception: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()

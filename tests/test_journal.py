@@ -1,0 +1,332 @@
+"""The journal must survive SIGKILL at any point and refuse transitions that would lose or repeat work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from genresort.journal import AlreadyRunning, InstanceLock, Journal, Step
+
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+
+
+@pytest.fixture
+def journal(tmp_path: Path):
+    with Journal(tmp_path / "state" / "journal.sqlite3") as opened:
+        yield opened
+
+
+def run_child(script: str, *arguments: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stored_step(journal: Journal, record_id: int) -> str:
+    with sqlite3.connect(journal.path) as connection:
+        return connection.execute("SELECT step FROM files WHERE id = ?", (record_id,)).fetchone()[0]
+
+
+def test_claim_creates_a_claimed_record(journal: Journal) -> None:
+    record = journal.claim(Path("/inbox/song.mp3"), SHA_A, 1234, 5678)
+
+    assert record.step is Step.CLAIMED
+    assert (record.source, record.sha256, record.size, record.mtime_ns) == (Path("/inbox/song.mp3"), SHA_A, 1234, 5678)
+    assert (record.staged_path, record.destination, record.outcome, record.last_error) == (None, None, None, None)
+    assert record.attempts == 0
+    assert record.updated_at > 0
+
+
+def test_claim_returns_the_unfinished_record_for_the_same_file(journal: Journal) -> None:
+    first = journal.claim(Path("/inbox/song.mp3"), SHA_A, 1, 1)
+    journal.advance(first.id, Step.STAGED, staged_path=Path("/library/.staging/1.mp3"))
+
+    again = journal.claim(Path("/inbox/song.mp3"), SHA_A, 1, 1)
+
+    assert again.id == first.id
+    assert again.step is Step.STAGED
+
+
+def test_claim_of_changed_content_is_a_new_record(journal: Journal) -> None:
+    first = journal.claim(Path("/inbox/song.mp3"), SHA_A, 1, 1)
+    second = journal.claim(Path("/inbox/song.mp3"), SHA_B, 2, 2)
+
+    assert second.id != first.id
+
+
+def test_claim_after_finishing_starts_a_new_record(journal: Journal) -> None:
+    first = journal.claim(Path("/inbox/song.mp3"), SHA_A, 1, 1)
+    journal.advance(first.id, Step.QUARANTINED, destination=Path("/quarantine/song.mp3"), outcome="unreadable")
+
+    second = journal.claim(Path("/inbox/song.mp3"), SHA_A, 1, 1)
+
+    assert second.id != first.id
+    assert second.step is Step.CLAIMED
+
+
+def test_the_full_path_is_recorded_and_kept_across_reopening(tmp_path: Path) -> None:
+    database = tmp_path / "journal.sqlite3"
+    with Journal(database) as journal:
+        record = journal.claim(Path("/inbox/song.mp3"), SHA_A, 1, 1)
+        journal.advance(record.id, Step.STAGED, staged_path=Path("/library/.staging/1.mp3"), outcome="Jazz")
+        journal.advance(record.id, Step.PLACING, destination=Path("/library/Jazz/song.mp3"))
+        journal.advance(record.id, Step.PLACED)
+        journal.advance(record.id, Step.DONE)
+
+    with Journal(database) as reopened:
+        assert reopened.unfinished() == []
+        found = reopened.find_finished_by_sha256(SHA_A)
+        assert found is not None
+        assert found.id == record.id
+        assert found.step is Step.DONE
+        assert found.staged_path == Path("/library/.staging/1.mp3")
+        assert found.destination == Path("/library/Jazz/song.mp3")
+        assert found.outcome == "Jazz"
+
+
+def test_a_file_name_that_is_not_utf8_round_trips(journal: Journal) -> None:
+    source = Path(os.fsdecode(b"/inbox/caf\xe9.mp3"))
+
+    record = journal.claim(source, SHA_A, 1, 1)
+
+    assert journal.unfinished()[0].source == source
+    assert journal.claim(source, SHA_A, 1, 1).id == record.id
+
+
+@pytest.mark.parametrize(
+    ("path_to", "refused"),
+    [
+        ([], Step.PLACED),
+        ([], Step.DONE),
+        ([Step.STAGED], Step.DONE),
+        ([Step.STAGED, Step.PLACING, Step.PLACED], Step.QUARANTINED),
+        ([Step.STAGED, Step.PLACING, Step.PLACED], Step.STAGED),
+        ([Step.STAGED, Step.PLACING, Step.PLACED, Step.DONE], Step.DONE),
+        ([Step.STAGED, Step.PLACING, Step.PLACED, Step.DONE], Step.CLAIMED),
+        ([Step.QUARANTINED], Step.STAGED),
+        ([Step.DUPLICATE], Step.DONE),
+    ],
+)
+def test_invalid_transitions_are_refused(journal: Journal, path_to: list[Step], refused: Step) -> None:
+    record = journal.claim(Path("/inbox/song.mp3"), SHA_A, 1, 1)
+    for step in path_to:
+        journal.advance(record.id, step, staged_path=Path("/staged"), destination=Path("/library/Jazz/song.mp3"))
+
+    with pytest.raises(ValueError, match="not allowed"):
+        journal.advance(record.id, refused, staged_path=Path("/staged"), destination=Path("/elsewhere"))
+
+    assert stored_step(journal, record.id) == (path_to[-1] if path_to else Step.CLAIMED)
+
+
+def test_steps_that_name_a_file_require_it(journal: Journal) -> None:
+    record = journal.claim(Path("/inbox/song.mp3"), SHA_A, 1, 1)
+
+    with pytest.raises(ValueError, match="staged_path"):
+        journal.advance(record.id, Step.STAGED)
+    with pytest.raises(ValueError, match="destination"):
+        journal.advance(record.id, Step.QUARANTINED)
+    journal.advance(record.id, Step.STAGED, staged_path=Path("/staged"))
+    with pytest.raises(ValueError, match="destination"):
+        journal.advance(record.id, Step.PLACING)
+
+
+def test_a_lost_staged_copy_can_be_staged_again(journal: Journal) -> None:
+    record = journal.claim(Path("/inbox/song.mp3"), SHA_A, 1, 1)
+    journal.advance(record.id, Step.STAGED, staged_path=Path("/staged/1"))
+    journal.advance(record.id, Step.PLACING, destination=Path("/library/Jazz/song.mp3"))
+
+    restaged = journal.advance(record.id, Step.STAGED, staged_path=Path("/staged/2"))
+
+    assert restaged.staged_path == Path("/staged/2")
+    assert restaged.destination == Path("/library/Jazz/song.mp3")
+
+
+def test_unknown_record_is_a_key_error(journal: Journal) -> None:
+    with pytest.raises(KeyError):
+        journal.advance(999, Step.STAGED, staged_path=Path("/staged"))
+
+
+def test_record_failure_counts_attempts(journal: Journal) -> None:
+    record = journal.claim(Path("/inbox/song.mp3"), SHA_A, 1, 1)
+
+    journal.record_failure(record.id, "disk full")
+    failed = journal.record_failure(record.id, "still full")
+
+    assert failed.attempts == 2
+    assert failed.last_error == "still full"
+    assert failed.step is Step.CLAIMED
+
+
+def test_record_failure_on_a_finished_record_is_refused(journal: Journal) -> None:
+    record = journal.claim(Path("/inbox/song.mp3"), SHA_A, 1, 1)
+    journal.advance(record.id, Step.DUPLICATE, destination=Path("/library/Jazz/song.mp3"))
+
+    with pytest.raises(ValueError):
+        journal.record_failure(record.id, "late error")
+
+
+def test_unfinished_lists_only_records_midway_oldest_first(journal: Journal) -> None:
+    staged = journal.claim(Path("/inbox/1.mp3"), SHA_A, 1, 1)
+    journal.advance(staged.id, Step.STAGED, staged_path=Path("/staged/1"))
+    quarantined = journal.claim(Path("/inbox/2.mp3"), SHA_B, 1, 1)
+    journal.advance(quarantined.id, Step.QUARANTINED, destination=Path("/quarantine/2.mp3"))
+    claimed = journal.claim(Path("/inbox/3.mp3"), "c" * 64, 1, 1)
+
+    assert [record.id for record in journal.unfinished()] == [staged.id, claimed.id]
+
+
+def test_finished_lookups(journal: Journal) -> None:
+    source = Path("/inbox/song.mp3")
+    assert journal.find_finished_by_sha256(SHA_A) is None
+    assert not journal.is_finished(source, SHA_A)
+
+    first = journal.claim(source, SHA_A, 1, 1)
+    for step in (Step.STAGED, Step.PLACING, Step.PLACED):
+        journal.advance(first.id, step, staged_path=Path("/staged"), destination=Path("/library/Jazz/song.mp3"))
+    assert journal.find_finished_by_sha256(SHA_A) is None
+    journal.advance(first.id, Step.DONE)
+    redropped = journal.claim(Path("/inbox/copy.mp3"), SHA_A, 1, 1)
+    journal.advance(redropped.id, Step.DUPLICATE, destination=Path("/library/Jazz/song.mp3"))
+
+    found = journal.find_finished_by_sha256(SHA_A)
+    assert found is not None and found.id == first.id
+    assert journal.is_finished(source, SHA_A)
+    assert journal.is_finished(Path("/inbox/copy.mp3"), SHA_A)
+    assert not journal.is_finished(source, SHA_B)
+
+
+def test_wal_mode_is_on(tmp_path: Path) -> None:
+    database = tmp_path / "journal.sqlite3"
+    Journal(database).close()
+
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_journal_from_another_schema_version_is_refused(tmp_path: Path) -> None:
+    database = tmp_path / "journal.sqlite3"
+    Journal(database).close()
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE schema_version SET version = 99")
+
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        Journal(database)
+
+
+def test_an_advance_survives_sigkill_right_after_it_returns(tmp_path: Path) -> None:
+    database = tmp_path / "journal.sqlite3"
+    child = run_child(
+        """
+        import os, signal, sys
+        from pathlib import Path
+        from genresort.journal import Journal, Step
+        journal = Journal(Path(sys.argv[1]))
+        record = journal.claim(Path("/inbox/song.mp3"), "a" * 64, 1, 1)
+        journal.advance(record.id, Step.STAGED, staged_path=Path("/library/.staging/1.mp3"))
+        journal.advance(record.id, Step.PLACING, destination=Path("/library/Jazz/song.mp3"))
+        journal.advance(record.id, Step.PLACED)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+        str(database),
+    )
+    _, errors = child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL, errors
+
+    with Journal(database) as reopened:
+        [record] = reopened.unfinished()
+    assert record.step is Step.PLACED
+    assert record.destination == Path("/library/Jazz/song.mp3")
+
+
+def test_concurrent_claims_from_threads_give_one_record_per_file(journal: Journal) -> None:
+    files = [(Path(f"/inbox/{number}.mp3"), f"{number:064x}") for number in range(20)]
+    start = threading.Barrier(8)
+    claimed_ids: list[set[int]] = [set() for _ in files]
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            start.wait()
+            for index, (source, sha256) in enumerate(files):
+                claimed_ids[index].add(journal.claim(source, sha256, 1, 1).id)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert all(len(ids) == 1 for ids in claimed_ids)
+    assert len(journal.unfinished()) == len(files)
+
+
+def test_concurrent_advances_from_threads(journal: Journal) -> None:
+    records = [journal.claim(Path(f"/inbox/{number}.mp3"), f"{number:064x}", 1, 1) for number in range(16)]
+
+    def sort_one(record_id: int) -> None:
+        journal.advance(record_id, Step.STAGED, staged_path=Path(f"/staged/{record_id}"))
+        journal.advance(record_id, Step.PLACING, destination=Path(f"/library/Jazz/{record_id}.mp3"))
+        journal.advance(record_id, Step.PLACED)
+        journal.advance(record_id, Step.DONE)
+
+    threads = [threading.Thread(target=sort_one, args=(record.id,)) for record in records]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert journal.unfinished() == []
+    assert all(journal.is_finished(record.source, record.sha256) for record in records)
+
+
+def test_instance_lock_is_exclusive_across_processes_until_the_holder_is_killed(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    holder = run_child(
+        """
+        import sys, time
+        from pathlib import Path
+        from genresort.journal import InstanceLock
+        InstanceLock(Path(sys.argv[1])).acquire()
+        print("locked", flush=True)
+        time.sleep(600)
+        """,
+        str(state_dir),
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "locked\n"
+
+        with pytest.raises(AlreadyRunning) as refused:
+            InstanceLock(state_dir).acquire()
+        assert f"pid {holder.pid}" in str(refused.value)
+        assert str(state_dir / "genresort.lock") in str(refused.value)
+    finally:
+        holder.kill()
+        holder.communicate(timeout=60)
+
+    with InstanceLock(state_dir):
+        assert (state_dir / "genresort.lock").read_text() == f"{os.getpid()}\n"
+
+
+def test_instance_lock_can_be_taken_again_after_release(tmp_path: Path) -> None:
+    lock = InstanceLock(tmp_path)
+    with lock:
+        with pytest.raises(AlreadyRunning):
+            InstanceLock(tmp_path).acquire()
+    with InstanceLock(tmp_path):
+        pass
