@@ -17,6 +17,7 @@ from mutagen.flac import FLAC, Picture
 from mutagen.id3 import APIC, COMM, ID3, TCON, TDRC, TIT2, TMCL, TMOO, TPE1, TSOP, ID3v1SaveOptions
 from mutagen.oggvorbis import OggVorbis
 
+from conftest import shared_clip
 from genresort import tags as tags_module
 from genresort.tags import (
     ExistingGenrePolicy,
@@ -27,9 +28,6 @@ from genresort.tags import (
     write_genre_tags,
 )
 
-# The shared data sits beside the checkout (/work/shared here; CI checks out with ../shared beside it).
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-JAZZ_CLIP = SHARED_DATA / "gtzan" / "jazz" / "jazz.00000.mp3"
 JAZZ = GenreTags("Jazz", 0.873, (("Jazz", 0.873), ("Blues", 0.08), ("Rock", 0.021)), "genresort-test sha256:abcd1234")
 OUR_FIELDS = {
     "GENRESORT_GENRE": "Jazz",
@@ -96,12 +94,7 @@ def tagged_mp3(raw_mp3: tuple[Path, bytes]) -> Path:
 
 @pytest.fixture
 def jazz_clip() -> Path:
-    if not JAZZ_CLIP.is_file():
-        message = f"{JAZZ_CLIP} is not available (the shared GTZAN data is absent)"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI is set, so the data set is required")
-        pytest.skip(message)
-    return JAZZ_CLIP
+    return shared_clip("jazz")
 
 
 def _txxx(id3: ID3) -> dict[str, str]:

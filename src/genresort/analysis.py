@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import signal
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -36,7 +37,13 @@ class ModelSummary:
 
 
 def _serve(model_dir: Path, connection: Connection) -> None:
-    """The worker process: load the model, then answer paths with predictions or errors."""
+    """The worker process: load the model, then answer paths with predictions or errors.
+
+    It ignores SIGINT and SIGTERM, which reach the whole process group on Ctrl-C or `systemctl stop`: the
+    daemon finishes the files in flight and then stops its workers itself.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         model = GenreModel.load(model_dir)
     except (ModelError, OSError, ValueError, KeyError) as error:

@@ -14,7 +14,8 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 from sklearn.pipeline import Pipeline
 
-from genresort.training import LabelledFile, fit_classifier, grouped_splits
+from genresort.classifier import fit_classifier, grouped_splits
+from genresort.dataset import LabelledFile
 
 
 @dataclass(frozen=True)

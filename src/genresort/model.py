@@ -130,4 +130,5 @@ class GenreModel:
     def analyse(self, path: Path) -> Prediction:
         """Listen to a file's analysis windows and predict its genre; raises AudioError for bad input."""
         windows = decode_analysis_windows(path, SAMPLE_RATE, self.window_plan)
-        return self.predict_clip(extract_clip_features(windows, self.networks))
+        with_handcrafted = self.feature_set != FeatureSet.EMBEDDING
+        return self.predict_clip(extract_clip_features(windows, self.networks, with_handcrafted))

@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -79,11 +79,10 @@ class SortOutcome:
 
 
 def is_candidate(path: Path) -> bool:
-    """A music file by its extension, and not a partial download, hidden file or staging copy."""
+    """A music file by its name, and not a partial download or hidden file (hidden folders below the inbox
+    are the scanner's and the event filter's business: the inbox itself may well sit below one)."""
     name = path.name.lower()
     if name.startswith(".") or "~syncthing~" in name or name.endswith(PARTIAL_DOWNLOAD_SUFFIXES):
-        return False
-    if any(part.startswith(".") for part in path.parent.parts):
         return False
     return path.suffix.lower() in AUDIO_EXTENSIONS
 
@@ -238,7 +237,7 @@ class Sorter:
                 "source": str(record.source),
                 "error": record.last_error,
                 "sha256": record.sha256,
-                "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
                 "attempts": record.attempts,
                 "model": self.model_id,
             },

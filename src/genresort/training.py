@@ -1,193 +1,157 @@
-"""Data sets, feature caching, artist-grouped cross-validation, fitting and the model card.
-
-GTZAN repeats artists heavily: a random split of clips puts one artist on both sides and overstates accuracy
-by 5-10 points. Every evaluation here is grouped by artist, and the 2 s fragments only ever train.
-"""
+"""`genresort train` and `genresort evaluate`: cross-validate, fit on everything, write the model and its card."""
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import json
+import platform
+import shutil
+from dataclasses import asdict
+from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 
+import joblib
 import numpy as np
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.linear_model import LogisticRegression
 
-from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-
-from genresort.audio import AUDIO_EXTENSIONS, AudioError, WindowPlan, decode_analysis_windows
-from genresort.features.clip import ClipFeatures, FeatureSet, extract_clip_features, feature_vector
+from genresort.audio import WindowPlan
+from genresort.classifier import fit_classifier
+from genresort.dataset import DataSetError, FeatureCache, LabelledFile, extract_features, vectors_for
+from genresort.evaluation import cross_validate, format_comparison, format_scores, plot_confusion, scores
+from genresort.features.clip import ClipFeatures, FeatureSet
 from genresort.features.embedding import MusicnnNetwork
-from genresort.features.spectrogram import SAMPLE_RATE
-from genresort.model import sha256_of
+from genresort.model import CARD_JSON, CARD_MARKDOWN, DEFAULT_MODEL_DIR, MODEL_FILE, NETWORK_FOLDER, sha256_of
 
-#: Folder names of the GTZAN genres as shown in the library.
-GTZAN_GENRE_NAMES = {
-    "blues": "Blues",
-    "classical": "Classical",
-    "country": "Country",
-    "disco": "Disco",
-    "hiphop": "Hip-Hop",
-    "jazz": "Jazz",
-    "metal": "Metal",
-    "pop": "Pop",
-    "reggae": "Reggae",
-    "rock": "Rock",
-}
-#: Bump when feature extraction changes, so cached features are recomputed.
-FEATURE_VERSION = "1"
+NETWORK_NAMES = ("msd_musicnn", "mtt_musicnn")
+SHIPPED_FEATURE_SET = FeatureSet.EMBEDDING
+TARGET_PRECISION = 0.9
 
 
-@dataclass(frozen=True)
-class LabelledFile:
-    path: Path
-    genre: str
-    group: str  # the artist: no artist is ever on both sides of a split
-    scored: bool  # False for fragments: they may train, never be scored
+def network_files(model_dir: Path) -> list[Path]:
+    return [model_dir / NETWORK_FOLDER / f"{name}.onnx" for name in NETWORK_NAMES]
 
 
-def read_manifest(manifest: Path) -> list[LabelledFile]:
-    """The shared data's MANIFEST.tsv -> labelled files; fragments are marked as training-only."""
-    root = manifest.parent
-    with open(manifest, newline="") as stream:
-        rows = list(csv.DictReader(stream, delimiter="\t"))
-    return [
-        LabelledFile(
-            path=root / row["file"],
-            genre=GTZAN_GENRE_NAMES.get(row["genre"], row["genre"]),
-            group=f"artist-{row['artist_group']}",
-            scored=row["quality"] != "fragment-2s",
-        )
-        for row in rows
+def prepare(files: list[LabelledFile], cache_dir: Path) -> tuple[list[LabelledFile], list[ClipFeatures]]:
+    """Features of every usable file, from the cache where possible."""
+    if len({file.genre for file in files if file.scored}) < 2:
+        raise DataSetError("need clips of at least two genres to train")
+    paths = network_files(DEFAULT_MODEL_DIR)
+    networks = [MusicnnNetwork(path) for path in paths]
+    plan = WindowPlan()
+    return extract_features(files, networks, plan, FeatureCache(cache_dir, plan, paths))
+
+
+def evaluate(files: list[LabelledFile], report_dir: Path, cache_dir: Path) -> str:
+    """Grouped cross-validation of each feature set; writes report.json, report.md and confusion PNGs."""
+    kept, clips = prepare(files, cache_dir)
+    results = {}
+    for feature_set in FeatureSet:
+        vectors = vectors_for(clips, feature_set, list(NETWORK_NAMES))
+        results[feature_set.value] = scores(cross_validate(kept, vectors), TARGET_PRECISION)
+        plot_confusion(results[feature_set.value], f"{feature_set.value} (artist-grouped CV)", report_dir / f"confusion-{feature_set.value}.png")
+    sections = [f"# Artist-grouped cross-validation ({results[FeatureSet.EMBEDDING.value]['clips']} scored clips)", "", format_comparison(results)]
+    for name, figures in results.items():
+        sections += ["", f"## {name}", "", format_scores(figures)]
+    report = "\n".join(sections)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "report.md").write_text(report + "\n")
+    (report_dir / "report.json").write_text(json.dumps(results, indent=2) + "\n")
+    return report
+
+
+def train(files: list[LabelledFile], output_dir: Path, cache_dir: Path, data_description: str) -> dict:
+    """Cross-validate, fit on everything, and write the model with its card; returns the card."""
+    kept, clips = prepare(files, cache_dir)
+    vectors = vectors_for(clips, SHIPPED_FEATURE_SET, list(NETWORK_NAMES))
+    figures = scores(cross_validate(kept, vectors), TARGET_PRECISION)
+    genres = np.array([file.genre for file in kept])
+    groups = np.array([file.group for file in kept])
+    classifier = fit_classifier(vectors, genres, groups)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for source in network_files(DEFAULT_MODEL_DIR):
+        target = output_dir / NETWORK_FOLDER / source.name
+        if target.resolve() != source.resolve():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            shutil.copyfile(source.parent / "LICENSE-musicnn.txt", target.parent / "LICENSE-musicnn.txt")
+    model_path = output_dir / MODEL_FILE
+    joblib.dump(classifier, model_path, compress=3)
+    plot_confusion(figures, "artist-grouped cross-validation", output_dir / "confusion.png")
+    card = model_card(kept, figures, model_path, output_dir, data_description)
+    (output_dir / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
+    (output_dir / CARD_MARKDOWN).write_text(model_card_markdown(card, figures))
+    return card
+
+
+def model_card(files: list[LabelledFile], figures: dict, model_path: Path, output_dir: Path, data_description: str) -> dict:
+    scored = [file for file in files if file.scored]
+    return {
+        "model_id": f"genresort-{datetime.now(UTC):%Y%m%d}",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "genres": sorted({file.genre for file in files}),
+        "feature_set": SHIPPED_FEATURE_SET.value,
+        "window_plan": asdict(WindowPlan()),
+        "model_file": {"name": MODEL_FILE, "sha256": sha256_of(model_path)},
+        "networks": [
+            {"name": path.stem, "file": str(path.relative_to(output_dir)), "sha256": sha256_of(path)}
+            for path in network_files(output_dir)
+        ],
+        "threshold": figures["threshold"],
+        "data": {
+            "source": data_description,
+            "scored_clips": len(scored),
+            "training_only_clips": len(files) - len(scored),
+            "artist_groups": len({file.group for file in files}),
+            "clips_per_genre": {genre: sum(file.genre == genre for file in scored) for genre in sorted({f.genre for f in files})},
+        },
+        "protocol": (
+            "5-fold cross-validation stratified by genre and grouped by artist, repeated 3 times with different "
+            "shuffles (probabilities averaged); fragments only ever train, and never with an artist of the test fold"
+        ),
+        "figures": {key: figures[key] for key in ("clips", "accuracy", "balanced_accuracy", "macro_f1", "expected_calibration_error", "per_genre", "confusion")},
+        "versions": {
+            "genresort": version("genresort"),
+            "python": platform.python_version(),
+            **{package: version(package) for package in ("scikit-learn", "numpy", "librosa", "onnxruntime", "soundfile", "joblib")},
+        },
+    }
+
+
+def model_card_markdown(card: dict, figures: dict) -> str:
+    threshold = card["threshold"]
+    lines = [
+        f"# Model card: {card['model_id']}",
+        "",
+        "Genre classifier used by genresort by default. The machine-readable twin of this card is "
+        f"`{CARD_JSON}`; genresort refuses to load `{MODEL_FILE}` unless its sha256 matches the one recorded there.",
+        "",
+        "## Data",
+        f"- Source: `{card['data']['source']}` — {card['data']['scored_clips']} scored clips, "
+        f"{card['data']['training_only_clips']} training-only fragments, {card['data']['artist_groups']} artist groups.",
+        "- Clips per genre: " + ", ".join(f"{genre} {count}" for genre, count in card["data"]["clips_per_genre"].items()),
+        "",
+        "## Model",
+        f"- Features: `{card['feature_set']}` — summaries of the musicnn networks' outputs "
+        f"({', '.join(network['name'] for network in card['networks'])}) over 3 s patches.",
+        f"- Listening: clips up to {card['window_plan']['whole_clip_seconds']:.0f} s whole; longer tracks in "
+        f"{card['window_plan']['window_count']} windows of {card['window_plan']['window_seconds']:.0f} s between 10% and 90% of their length.",
+        "- Classifier: standard scaling, class-weighted logistic regression, temperature calibration on artist-grouped folds.",
+        f"- Model file: `{card['model_file']['name']}`, sha256 `{card['model_file']['sha256']}`.",
+        "",
+        "## Protocol",
+        card["protocol"] + ".",
+        "",
+        "## Figures (artist-grouped cross-validation)",
+        f"- accuracy {figures['accuracy']:.3f}, balanced accuracy {figures['balanced_accuracy']:.3f}, "
+        f"macro-F1 {figures['macro_f1']:.3f}, expected calibration error {figures['expected_calibration_error']:.3f}",
+        f"- Decision threshold {threshold['value']:.3f}: at or above it a file is sorted; below it, it goes to the "
+        f"'unsure' folder. It sorts {threshold['coverage']:.1%} of files, of which {threshold['precision']:.1%} are right "
+        f"(target {threshold['target_precision']:.0%}).",
+        "",
+        format_scores(figures),
+        "",
+        "## Versions",
+        ", ".join(f"{package} {number}" for package, number in card["versions"].items()),
+        "",
     ]
-
-
-def read_genre_folders(root: Path) -> list[LabelledFile]:
-    """A `DIR/<genre>/*.mp3` tree -> labelled files, grouped by the artist tag where a file has one."""
-    from mutagen import File as read_tags
-
-    files = []
-    for genre_dir in sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith(".")):
-        for path in sorted(genre_dir.rglob("*")):
-            if path.suffix.lower() not in AUDIO_EXTENSIONS or path.name.startswith("."):
-                continue
-            try:
-                tags = read_tags(path, easy=True)
-                artists = (tags or {}).get("artist") or []
-            except Exception:  # a file whose tags mutagen cannot parse still has audio worth learning from
-                artists = []
-            group = f"artist-{artists[0].strip().lower()}" if artists else f"file-{path}"
-            files.append(LabelledFile(path=path, genre=genre_dir.name, group=group, scored=True))
-    if len({file.genre for file in files}) < 2:
-        raise ValueError(f"{root}: need at least two genre folders with audio files (DIR/<genre>/*.mp3)")
-    return files
-
-
-def progress(items: Iterable, total: int, label: str) -> Iterator:
-    """Yield `items`, drawing a one-line progress bar on stderr when it is a terminal."""
-    show = sys.stderr.isatty()
-    for index, item in enumerate(items, start=1):
-        yield item
-        if show:
-            filled = int(30 * index / total)
-            sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {index}/{total}")
-            sys.stderr.flush()
-    if show:
-        sys.stderr.write("\n")
-
-
-class FeatureCache:
-    """Clip features on disk, keyed by the file's content and the extraction version and plan."""
-
-    def __init__(self, folder: Path, plan: WindowPlan, network_files: list[Path]) -> None:
-        self.folder = folder
-        networks = sorted(sha256_of(path) for path in network_files)
-        fingerprint = f"{FEATURE_VERSION}|{plan}|{networks}".encode()
-        self.variant = hashlib.sha256(fingerprint).hexdigest()[:12]
-
-    def _path(self, audio_path: Path) -> Path:
-        content = hashlib.sha256(audio_path.read_bytes()).hexdigest()
-        return self.folder / self.variant / f"{content}.npz"
-
-    def load(self, audio_path: Path) -> ClipFeatures | None:
-        path = self._path(audio_path)
-        if not path.exists():
-            return None
-        with np.load(path) as stored:
-            outputs: dict[str, dict[str, np.ndarray]] = {}
-            for key in stored.files:
-                if key != "handcrafted":
-                    network, output = key.split("/")
-                    outputs.setdefault(network, {})[output] = stored[key]
-            return ClipFeatures(handcrafted=stored["handcrafted"], network_outputs=outputs)
-
-    def store(self, audio_path: Path, clip: ClipFeatures) -> None:
-        path = self._path(audio_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"{network}/{name}": value for network, values in clip.network_outputs.items() for name, value in values.items()}
-        temporary = path.with_suffix(".tmp.npz")
-        np.savez(temporary, handcrafted=clip.handcrafted, **arrays)
-        temporary.replace(path)
-
-
-def extract_features(
-    files: list[LabelledFile], networks: list[MusicnnNetwork], plan: WindowPlan, cache: FeatureCache
-) -> tuple[list[LabelledFile], list[ClipFeatures]]:
-    """Features of every readable file (cached); unreadable files are reported and left out."""
-    kept, clips = [], []
-    for file in progress(files, len(files), "features"):
-        clip = cache.load(file.path)
-        if clip is None:
-            try:
-                windows = decode_analysis_windows(file.path, SAMPLE_RATE, plan)
-            except AudioError as error:
-                print(f"skipped: {error}", file=sys.stderr)
-                continue
-            clip = extract_clip_features(windows, networks)
-            cache.store(file.path, clip)
-        kept.append(file)
-        clips.append(clip)
-    return kept, clips
-
-
-def make_classifier(
-    calibration_splits: list[tuple[np.ndarray, np.ndarray]], regularisation: float = 0.05
-) -> Pipeline:
-    """Scaling, a class-weighted logistic regression, and temperature calibration on artist-grouped folds."""
-    return Pipeline(
-        [
-            ("scale", StandardScaler()),
-            (
-                "classify",
-                CalibratedClassifierCV(
-                    LogisticRegression(C=regularisation, class_weight="balanced", max_iter=5000),
-                    method="temperature",
-                    cv=calibration_splits,
-                    ensemble=False,
-                ),
-            ),
-        ]
-    )
-
-
-def grouped_splits(
-    genres: np.ndarray, groups: np.ndarray, folds: int, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Artist-grouped, genre-stratified folds (indices into the given arrays)."""
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return list(splitter.split(np.zeros(len(genres)), genres, groups))
-
-
-def fit_classifier(vectors: np.ndarray, genres: np.ndarray, groups: np.ndarray, seed: int = 0) -> Pipeline:
-    classifier = make_classifier(grouped_splits(genres, groups, folds=3, seed=seed))
-    return classifier.fit(vectors, genres)
-
-
-def vectors_for(clips: list[ClipFeatures], feature_set: FeatureSet, network_names: list[str]) -> np.ndarray:
-    return np.stack([feature_vector(clip, feature_set, network_names) for clip in clips])
+    return "\n".join(lines)

@@ -1,0 +1,154 @@
+"""The command line: watch, sort, classify, train, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from genresort.config import ConfigError, load_settings
+from genresort.dataset import DataSetError
+from genresort.model import DEFAULT_MODEL_DIR, ModelError
+
+EXIT_FAILED_FILES = 1
+EXIT_BAD_SETUP = 2
+
+
+def _watch(arguments: argparse.Namespace) -> int:
+    from genresort.daemon import run_daemon
+    from genresort.logs import configure_logging, get_logger
+
+    settings = load_settings(arguments.config)
+    configure_logging(settings.log_file)
+    return run_daemon(settings, get_logger())
+
+
+def _sort(arguments: argparse.Namespace) -> int:
+    from genresort.daemon import run_once
+    from genresort.logs import configure_logging, get_logger
+
+    settings = load_settings(arguments.config)
+    configure_logging(settings.log_file)
+    return run_once(settings, get_logger(), arguments.paths or None, arguments.dry_run)
+
+
+def _classify(arguments: argparse.Namespace) -> int:
+    from genresort.audio import AudioError
+    from genresort.model import GenreModel, decide
+
+    model = GenreModel.load(arguments.model)
+    threshold = model.threshold if arguments.threshold is None else arguments.threshold
+    failures = 0
+    for path in arguments.files:
+        try:
+            prediction = model.analyse(path)
+        except (AudioError, OSError) as error:
+            failures += 1
+            reason = error.reason if isinstance(error, AudioError) else error.strerror
+            print(f"genresort: {path}: {reason}", file=sys.stderr)
+            continue
+        decision = decide(prediction, threshold)
+        if arguments.json:
+            print(
+                json.dumps(
+                    {
+                        "path": str(path),
+                        "genre": prediction.genre,
+                        "confidence": round(prediction.confidence, 4),
+                        "top": [{"genre": genre, "probability": round(p, 4)} for genre, p in prediction.top],
+                        "decision": decision,
+                        "threshold": threshold,
+                        "model": model.model_id,
+                    }
+                ),
+                flush=True,
+            )
+        else:
+            top = ", ".join(f"{genre} {probability:.0%}" for genre, probability in prediction.top)
+            verdict = "" if decision == prediction.genre else f"  -> unsure (below {threshold:.0%})"
+            print(f"{path}: {prediction.genre} ({prediction.confidence:.0%}; top: {top}){verdict}", flush=True)
+    return EXIT_FAILED_FILES if failures else 0
+
+
+def _data_source(arguments: argparse.Namespace):
+    from genresort.dataset import read_genre_folders, read_manifest
+
+    if arguments.manifest:
+        return read_manifest(arguments.manifest)
+    return read_genre_folders(arguments.folders)
+
+
+def _train(arguments: argparse.Namespace) -> int:
+    from genresort.training import train
+
+    card = train(_data_source(arguments), arguments.output, arguments.cache, data_description=str(arguments.manifest or arguments.folders))
+    figures = card["figures"]
+    print(
+        f"model written to {arguments.output}: grouped-CV accuracy {figures['accuracy']:.3f}, "
+        f"balanced accuracy {figures['balanced_accuracy']:.3f}, threshold {card['threshold']['value']:.2f} "
+        f"sorts {card['threshold']['coverage']:.0%} of files at {card['threshold']['precision']:.0%} right"
+    )
+    return 0
+
+
+def _evaluate(arguments: argparse.Namespace) -> int:
+    from genresort.training import evaluate
+
+    print(evaluate(_data_source(arguments), arguments.report, arguments.cache))
+    return 0
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", type=Path, help="a MANIFEST.tsv (file, genre, split, artist_group, quality)")
+    source.add_argument("--folders", type=Path, help="a folder with one subfolder of audio files per genre")
+    parser.add_argument("--cache", type=Path, default=Path(".cache/features"), help="feature cache folder")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genresort", description="Sort music files into genre folders by their sound.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    watch = commands.add_parser("watch", help="run the daemon: watch the inbox and sort what arrives")
+    watch.add_argument("--config", type=Path, help="configuration file (default: config/genresort.toml)")
+    watch.set_defaults(handler=_watch)
+
+    sort = commands.add_parser("sort", help="sort the inbox (or the given files) once, then exit")
+    sort.add_argument("paths", nargs="*", type=Path, help="files or folders inside the inbox (default: all of it)")
+    sort.add_argument("--dry-run", action="store_true", help="print what would happen; touch nothing")
+    sort.add_argument("--config", type=Path, help="configuration file (default: config/genresort.toml)")
+    sort.set_defaults(handler=_sort)
+
+    classify = commands.add_parser("classify", help="print the genre of files; moves nothing")
+    classify.add_argument("files", nargs="+", type=Path)
+    classify.add_argument("--json", action="store_true", help="one JSON object per line")
+    classify.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
+    classify.add_argument("--threshold", type=float, help="confidence below which the decision is 'unsure'")
+    classify.set_defaults(handler=_classify)
+
+    train = commands.add_parser("train", help="train a model and write it with its model card")
+    _add_data_arguments(train)
+    train.add_argument("--output", type=Path, default=DEFAULT_MODEL_DIR, help="model folder to write")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="artist-grouped cross-validation of each feature set")
+    _add_data_arguments(evaluate)
+    evaluate.add_argument("--report", type=Path, default=Path("reports"), help="folder for the report and PNGs")
+    evaluate.set_defaults(handler=_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        return arguments.handler(arguments)
+    except (ConfigError, ModelError, DataSetError) as error:
+        print(f"genresort: {error}", file=sys.stderr)
+        return EXIT_BAD_SETUP
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Training data: labelled files from a manifest or a folder-per-genre tree, and their features, cached on disk."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from genresort.audio import AUDIO_EXTENSIONS, AudioError, WindowPlan, decode_analysis_windows
+from genresort.features.clip import ClipFeatures, FeatureSet, extract_clip_features, feature_vector
+from genresort.features.embedding import MusicnnNetwork
+from genresort.features.spectrogram import SAMPLE_RATE
+from genresort.model import sha256_of
+
+#: Folder names of the GTZAN genres as shown in the library.
+GTZAN_GENRE_NAMES = {
+    "blues": "Blues",
+    "classical": "Classical",
+    "country": "Country",
+    "disco": "Disco",
+    "hiphop": "Hip-Hop",
+    "jazz": "Jazz",
+    "metal": "Metal",
+    "pop": "Pop",
+    "reggae": "Reggae",
+    "rock": "Rock",
+}
+
+
+#: Bump when feature extraction changes, so cached features are recomputed.
+FEATURE_VERSION = "1"
+
+
+class DataSetError(ValueError):
+    """The training data cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class LabelledFile:
+    path: Path
+    genre: str
+    group: str  # the artist: no artist is ever on both sides of a split
+    scored: bool  # False for fragments: they may train, never be scored
+
+
+def read_manifest(manifest: Path) -> list[LabelledFile]:
+    """The shared data's MANIFEST.tsv -> labelled files; fragments are marked as training-only."""
+    root = manifest.parent
+    with open(manifest, newline="") as stream:
+        rows = list(csv.DictReader(stream, delimiter="\t"))
+    return [
+        LabelledFile(
+            path=root / row["file"],
+            genre=GTZAN_GENRE_NAMES.get(row["genre"], row["genre"]),
+            group=f"artist-{row['artist_group']}",
+            scored=row["quality"] != "fragment-2s",
+        )
+        for row in rows
+    ]
+
+
+def read_genre_folders(root: Path) -> list[LabelledFile]:
+    """A `DIR/<genre>/*.mp3` tree -> labelled files, grouped by the artist tag where a file has one."""
+    from mutagen import File as read_tags
+
+    files = []
+    for genre_dir in sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith(".")):
+        for path in sorted(genre_dir.rglob("*")):
+            if path.suffix.lower() not in AUDIO_EXTENSIONS or path.name.startswith("."):
+                continue
+            try:
+                tags = read_tags(path, easy=True)
+                artists = (tags or {}).get("artist") or []
+            except Exception:  # a file whose tags mutagen cannot parse still has audio worth learning from
+                artists = []
+            group = f"artist-{artists[0].strip().lower()}" if artists else f"file-{path}"
+            files.append(LabelledFile(path=path, genre=genre_dir.name, group=group, scored=True))
+    if len({file.genre for file in files}) < 2:
+        raise DataSetError(f"{root}: need at least two genre folders with audio files (DIR/<genre>/*.mp3)")
+    return files
+
+
+def progress(items: Iterable, total: int, label: str) -> Iterator:
+    """Yield `items`, drawing a one-line progress bar on stderr when it is a terminal."""
+    show = sys.stderr.isatty()
+    for index, item in enumerate(items, start=1):
+        yield item
+        if show:
+            filled = int(30 * index / total)
+            sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {index}/{total}")
+            sys.stderr.flush()
+    if show:
+        sys.stderr.write("\n")
+
+
+class FeatureCache:
+    """Clip features on disk, keyed by the file's content and the extraction version and plan."""
+
+    def __init__(self, folder: Path, plan: WindowPlan, network_files: list[Path]) -> None:
+        self.folder = folder
+        networks = sorted(sha256_of(path) for path in network_files)
+        fingerprint = f"{FEATURE_VERSION}|{plan}|{networks}".encode()
+        self.variant = hashlib.sha256(fingerprint).hexdigest()[:12]
+
+    def _path(self, audio_path: Path) -> Path:
+        content = hashlib.sha256(audio_path.read_bytes()).hexdigest()
+        return self.folder / self.variant / f"{content}.npz"
+
+    def load(self, audio_path: Path) -> ClipFeatures | None:
+        path = self._path(audio_path)
+        if not path.exists():
+            return None
+        with np.load(path) as stored:
+            outputs: dict[str, dict[str, np.ndarray]] = {}
+            for key in stored.files:
+                if key != "handcrafted":
+                    network, output = key.split("/")
+                    outputs.setdefault(network, {})[output] = stored[key]
+            return ClipFeatures(handcrafted=stored["handcrafted"], network_outputs=outputs)
+
+    def store(self, audio_path: Path, clip: ClipFeatures) -> None:
+        path = self._path(audio_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"{network}/{name}": value for network, values in clip.network_outputs.items() for name, value in values.items()}
+        temporary = path.with_suffix(".tmp.npz")
+        np.savez(temporary, handcrafted=clip.handcrafted, **arrays)
+        temporary.replace(path)
+
+
+def extract_features(
+    files: list[LabelledFile], networks: list[MusicnnNetwork], plan: WindowPlan, cache: FeatureCache
+) -> tuple[list[LabelledFile], list[ClipFeatures]]:
+    """Features of every readable file (cached); unreadable files are reported and left out."""
+    kept, clips = [], []
+    for file in progress(files, len(files), "features"):
+        clip = cache.load(file.path)
+        if clip is None:
+            try:
+                windows = decode_analysis_windows(file.path, SAMPLE_RATE, plan)
+            except AudioError as error:
+                print(f"skipped: {error}", file=sys.stderr)
+                continue
+            clip = extract_clip_features(windows, networks)
+            cache.store(file.path, clip)
+        kept.append(file)
+        clips.append(clip)
+    return kept, clips
+
+
+def vectors_for(clips: list[ClipFeatures], feature_set: FeatureSet, network_names: list[str]) -> np.ndarray:
+    return np.stack([feature_vector(clip, feature_set, network_names) for clip in clips])

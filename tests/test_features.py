@@ -1,0 +1,71 @@
+"""Features: the tutorial's descriptors and the musicnn networks on real music."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import shared_clip
+from genresort.audio import WindowPlan, decode_analysis_windows
+from genresort.features.clip import FeatureSet, extract_clip_features, feature_vector
+from genresort.features.embedding import PATCH_FRAMES, MusicnnNetwork, log_mel_patches
+from genresort.features.spectrogram import SAMPLE_RATE, power_spectrogram
+from genresort.model import DEFAULT_MODEL_DIR, NETWORK_FOLDER
+
+NETWORKS = ("msd_musicnn", "mtt_musicnn")
+
+
+@pytest.fixture(scope="module")
+def networks() -> list[MusicnnNetwork]:
+    return [MusicnnNetwork(DEFAULT_MODEL_DIR / NETWORK_FOLDER / f"{name}.onnx") for name in NETWORKS]
+
+
+def clip_features(genre: str, networks: list[MusicnnNetwork]):
+    windows = decode_analysis_windows(shared_clip(genre), SAMPLE_RATE, WindowPlan())
+    return extract_clip_features(windows, networks)
+
+
+def test_patches_follow_musicnn_preprocessing() -> None:
+    audio = np.random.default_rng(0).standard_normal(SAMPLE_RATE * 7).astype(np.float32) * 0.1
+    patches = log_mel_patches(power_spectrogram(audio))
+    assert patches.shape == (2, PATCH_FRAMES, 96)
+    assert patches.dtype == np.float32 and np.isfinite(patches).all() and patches.min() >= 0.0
+
+
+def test_a_window_shorter_than_a_patch_is_repeated_to_fill_one() -> None:
+    audio = np.random.default_rng(0).standard_normal(int(SAMPLE_RATE * 1.5)).astype(np.float32) * 0.1
+    assert log_mel_patches(power_spectrogram(audio)).shape == (1, PATCH_FRAMES, 96)
+
+
+def test_loud_music_does_not_overflow(networks: list[MusicnnNetwork]) -> None:
+    """musicnn's own float16 cast overflows on loud input and then tags every clip alike; ours stays finite."""
+    audio = np.clip(np.random.default_rng(0).standard_normal(SAMPLE_RATE * 3) * 4.0, -1, 1).astype(np.float32)
+    outputs = networks[0].run(log_mel_patches(power_spectrogram(audio)))
+    assert all(np.isfinite(values).all() for values in outputs.values())
+
+
+def test_different_music_gives_finite_and_different_embeddings(networks: list[MusicnnNetwork]) -> None:
+    clips = {genre: clip_features(genre, networks) for genre in ("classical", "metal", "hiphop")}
+    vectors = {genre: feature_vector(clip, FeatureSet.EMBEDDING, list(NETWORKS)) for genre, clip in clips.items()}
+    for vector in vectors.values():
+        assert np.isfinite(vector).all()
+    assert not np.allclose(vectors["classical"], vectors["metal"], rtol=0.05)
+    assert not np.allclose(vectors["metal"], vectors["hiphop"], rtol=0.05)
+    for network, genre, expected in (
+        ("mtt_musicnn", "classical", "classical"),
+        ("msd_musicnn", "metal", "metal"),
+        ("msd_musicnn", "hiphop", "Hip-Hop"),
+    ):
+        tags = (DEFAULT_MODEL_DIR / NETWORK_FOLDER / f"tags_{network[:3]}.txt").read_text().splitlines()
+        taggram = clips[genre].network_outputs[network]["taggram"].mean(axis=0)
+        assert expected in [tags[index] for index in np.argsort(taggram)[::-1][:5]], genre
+
+
+def test_handcrafted_features_are_finite_and_tell_genres_apart(networks: list[MusicnnNetwork]) -> None:
+    classical = clip_features("classical", networks).handcrafted
+    metal = clip_features("metal", networks).handcrafted
+    assert classical.shape == metal.shape and np.isfinite(classical).all()
+    # the tutorial's first two features: metal is noisier and brighter than classical
+    zero_crossing_rate, centroid = 0, 1
+    assert metal[zero_crossing_rate] > classical[zero_crossing_rate]
+    assert metal[centroid] > classical[centroid]
