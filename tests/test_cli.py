@@ -1,0 +1,78 @@
+"""The command line as a user runs it: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import shared_clip
+
+
+def genresort(*arguments: str, environment: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "genresort.cli", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
+
+
+def test_classify_json_prints_every_good_file_and_fails_for_the_bad_one(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mp3"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(1000))
+    metal = shared_clip("metal", 2)
+    result = genresort("classify", "--json", str(metal), str(broken), str(shared_clip("classical", 1)))
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [str(metal), str(shared_clip("classical", 1))]
+    for line in lines:
+        assert {"path", "genre", "confidence", "top", "decision"} <= set(line)
+        assert line["decision"] in (line["genre"], "unsure")
+        assert len(line["top"]) == 3 and line["top"][0]["genre"] == line["genre"]
+    assert lines[0]["genre"] == "Metal" and lines[1]["genre"] == "Classical"
+    assert str(broken) in result.stderr and "not a readable audio file" in result.stderr
+
+
+def test_classify_text_says_genre_confidence_and_top_three() -> None:
+    result = genresort("classify", str(shared_clip("jazz", 4)))
+    assert result.returncode == 0
+    assert "Jazz (" in result.stdout and "top: " in result.stdout
+
+
+def test_a_threshold_of_one_makes_every_decision_unsure() -> None:
+    result = genresort("classify", "--json", "--threshold", "1.0", str(shared_clip("jazz", 4)))
+    line = json.loads(result.stdout)
+    assert line["decision"] == "unsure" and line["genre"] == "Jazz"
+
+
+def test_a_missing_file_is_named_with_its_reason(tmp_path: Path) -> None:
+    result = genresort("classify", str(tmp_path / "gone.mp3"))
+    assert result.returncode == 1
+    assert f"{tmp_path / 'gone.mp3'}: No such file or directory" in result.stderr
+
+
+def test_a_bad_configuration_key_is_refused_by_name(tmp_path: Path) -> None:
+    config = tmp_path / "genresort.toml"
+    config.write_text('inbox = "in"\nworkerz = 3\n')
+    result = genresort("sort", "--dry-run", "--config", str(config))
+    assert result.returncode == 2
+    assert "workerz" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bad_configuration_value_is_refused_with_the_problem(tmp_path: Path) -> None:
+    config = tmp_path / "genresort.toml"
+    config.write_text('workers = 0\npolling = "sometimes"\n')
+    result = genresort("sort", "--dry-run", "--config", str(config))
+    assert result.returncode == 2
+    assert "workers" in result.stderr and "polling" in result.stderr
+
+
+def test_an_environment_variable_with_a_bad_value_is_refused(tmp_path: Path) -> None:
+    import os
+
+    environment = {**os.environ, "GENRESORT_STABILITY_SECONDS": "soon"}
+    result = genresort("sort", "--dry-run", environment=environment)
+    assert result.returncode == 2 and "stability_seconds" in result.stderr

@@ -1,0 +1,182 @@
+"""Training and evaluation on real clips: artist-grouped, honest, and the model it writes loads safely."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import require_shared_data
+from genresort.classifier import grouped_splits
+from genresort.dataset import DataSetError, LabelledFile, read_genre_folders, read_manifest, vectors_for
+from genresort.evaluation import choose_threshold, cross_validate, expected_calibration_error, scores
+from genresort.features.clip import FeatureSet
+from genresort.model import CARD_JSON, MODEL_FILE, GenreModel, ModelError
+from genresort.training import NETWORK_NAMES, prepare, train
+
+GENRES = ("Classical", "Metal", "Hip-Hop", "Jazz")
+
+
+@pytest.fixture(scope="module")
+def small_data_set() -> list[LabelledFile]:
+    """Ten clips of each of four genres, from as many artists as possible, plus their fragments."""
+    files = read_manifest(require_shared_data() / "MANIFEST.tsv")
+    chosen: list[LabelledFile] = []
+    for genre in GENRES:
+        scored = [file for file in files if file.genre == genre and file.scored]
+        by_artist: dict[str, LabelledFile] = {}
+        for file in scored:
+            by_artist.setdefault(file.group, file)
+        firsts = list(by_artist.values())
+        chosen += (firsts + [file for file in scored if file not in firsts])[:10]
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def trained_model_dir(small_data_set: list[LabelledFile], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("model")
+    train(small_data_set, output, tmp_path_factory.mktemp("cache"), data_description="four genres of the shared data")
+    return output
+
+
+def test_grouped_folds_never_put_one_artist_on_both_sides() -> None:
+    files = read_manifest(require_shared_data() / "MANIFEST.tsv")
+    scored = [file for file in files if file.scored]
+    genres = np.array([file.genre for file in scored])
+    groups = np.array([file.group for file in scored])
+    for train_index, test_index in grouped_splits(genres, groups, folds=5, seed=0):
+        assert not set(groups[train_index]) & set(groups[test_index])
+
+
+def test_cross_validation_scores_only_full_clips_and_never_trains_on_a_test_artist() -> None:
+    """Fragments of a test artist would leak the artist into training; they must stay out of that fold."""
+    rng = np.random.default_rng(0)
+    files = [
+        LabelledFile(Path(f"clip{index}.mp3"), genre, f"artist-{index % 12}", scored=index < 48)
+        for index, genre in enumerate(["a", "b"] * 30)
+    ]
+    vectors = rng.standard_normal((len(files), 4))
+    group_of_vector = {tuple(vector): file.group for vector, file in zip(vectors, files, strict=True)}
+    folds = []
+
+    class Recorder:
+        def __init__(self, genres, training_groups):
+            self.classes_ = np.unique(genres)
+            self.training_groups = training_groups
+
+        def predict_proba(self, test_vectors):
+            folds.append((self.training_groups, {group_of_vector[tuple(vector)] for vector in test_vectors}))
+            return np.full((len(test_vectors), len(self.classes_)), 1 / len(self.classes_))
+
+    def fit(training_vectors, genres, groups, seed):
+        return Recorder(genres, set(groups))
+
+    result = cross_validate(files, vectors, folds=4, repeats=1, fit=fit)
+    assert len(result.true_genres) == 48  # fragments are never scored
+    assert len(folds) == 4
+    for training_groups, test_groups in folds:
+        assert not training_groups & test_groups
+
+
+def test_a_small_training_run_beats_chance_on_held_out_artists(
+    small_data_set: list[LabelledFile], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    kept, clips = prepare(small_data_set, tmp_path_factory.mktemp("cache"))
+    vectors = vectors_for(clips, FeatureSet.EMBEDDING, list(NETWORK_NAMES))
+    figures = scores(cross_validate(kept, vectors, folds=3, repeats=1))
+    assert figures["accuracy"] > 0.6  # chance is 0.25 with four genres
+    assert figures["balanced_accuracy"] > 0.6
+
+
+def test_the_trained_model_loads_and_classifies_a_real_clip(trained_model_dir: Path) -> None:
+    model = GenreModel.load(trained_model_dir)
+    card = json.loads((trained_model_dir / CARD_JSON).read_text())
+    assert set(card["genres"]) == set(GENRES)
+    assert card["figures"]["accuracy"] > 0.5 and 0 < card["threshold"]["value"] <= 1
+    prediction = model.analyse(require_shared_data() / "gtzan" / "metal" / "metal.00002.mp3")
+    assert prediction.genre in GENRES
+    assert sum(probability for _, probability in prediction.ranking) == pytest.approx(1.0, abs=1e-6)
+    assert len(prediction.top) == 3 and prediction.top[0][1] >= prediction.top[1][1]
+
+
+def test_a_tampered_model_file_is_refused(trained_model_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(trained_model_dir, copy)
+    with open(copy / MODEL_FILE, "ab") as stream:
+        stream.write(b"\0")
+    with pytest.raises(ModelError, match="sha256"):
+        GenreModel.load(copy)
+
+
+def test_a_model_writable_by_others_is_refused(trained_model_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(trained_model_dir, copy)
+    (copy / MODEL_FILE).chmod(0o666)
+    with pytest.raises(ModelError, match="writable by other users"):
+        GenreModel.load(copy)
+    (copy / MODEL_FILE).chmod(0o644)
+    copy.chmod(copy.stat().st_mode | stat.S_IWOTH)
+    with pytest.raises(ModelError, match="writable by other users"):
+        GenreModel.load(copy)
+
+
+def test_a_folder_without_a_model_says_how_to_get_one(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="genresort train"):
+        GenreModel.load(tmp_path)
+
+
+def test_the_shipped_model_loads_and_its_card_matches() -> None:
+    model = GenreModel.load()
+    assert len(model.genres) == 10 and model.threshold > 0
+
+
+def test_training_from_genre_folders_groups_by_artist_tag(tmp_path: Path) -> None:
+    from mutagen.easyid3 import EasyID3
+
+    from conftest import write_mp3
+
+    for genre, artist in (("Polka", "Band A"), ("Polka", "Band A"), ("Drone", "Band B")):
+        path = write_mp3(tmp_path / genre / f"{artist}-{len(list(tmp_path.rglob('*.mp3')))}.mp3", seconds=2.0)
+        tags = EasyID3()
+        tags["artist"] = artist
+        tags.save(path)
+    (tmp_path / "Drone" / ".partial.mp3").write_bytes(b"")
+    files = read_genre_folders(tmp_path)
+    assert Counter(file.genre for file in files) == {"Polka": 2, "Drone": 1}
+    assert {file.group for file in files if file.genre == "Polka"} == {"artist-band a"}
+
+
+def test_a_single_genre_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "Rock").mkdir()
+    with pytest.raises(DataSetError, match="two genre folders"):
+        read_genre_folders(tmp_path)
+
+
+def test_threshold_is_the_lowest_that_keeps_sorted_files_right_often_enough() -> None:
+    confidence = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5])
+    correct = np.array([True, True, True, False, True, False])
+    chosen = choose_threshold(correct, confidence, target_precision=0.75)
+    assert chosen["value"] == pytest.approx(0.6) and chosen["coverage"] == pytest.approx(5 / 6)
+    assert chosen["precision"] == pytest.approx(0.8)
+
+
+def test_calibration_error_is_zero_for_perfectly_calibrated_bins() -> None:
+    correct = np.array([True] * 9 + [False])
+    assert expected_calibration_error(correct, np.full(10, 0.9)) == pytest.approx(0.0)
+
+
+def test_unreadable_training_files_are_skipped_not_fatal(tmp_path: Path) -> None:
+    """A broken file in a user's genre folders is reported and left out; training goes on."""
+    from conftest import write_mp3
+
+    write_mp3(tmp_path / "Polka" / "good.mp3", seconds=2.0)
+    write_mp3(tmp_path / "Drone" / "good.mp3", seconds=2.0, seed=1)
+    (tmp_path / "Drone" / "broken.mp3").write_bytes(b"not audio")
+    kept, clips = prepare(read_genre_folders(tmp_path), tmp_path / "cache")
+    assert [file.path.name for file in kept] == ["good.mp3", "good.mp3"]
+    assert len(clips) == 2
