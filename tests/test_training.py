@@ -13,7 +13,7 @@ import pytest
 
 from conftest import require_shared_data
 from genresort.classifier import grouped_splits
-from genresort.dataset import DataSetError, LabelledFile, read_genre_folders, read_manifest, vectors_for
+from genresort.dataset import DataSetError, LabelledFile, TrainingSet, read_genre_folders, read_manifest, training_set
 from genresort.evaluation import choose_threshold, cross_validate, expected_calibration_error, scores
 from genresort.features.clip import FeatureSet
 from genresort.model import CARD_JSON, MODEL_FILE, GenreModel, ModelError
@@ -73,10 +73,10 @@ def test_cross_validation_scores_only_full_clips_and_never_trains_on_a_test_arti
             folds.append((self.training_groups, {group_of_vector[tuple(vector)] for vector in test_vectors}))
             return np.full((len(test_vectors), len(self.classes_)), 1 / len(self.classes_))
 
-    def fit(training_vectors, genres, groups, seed):
+    def fit(training_vectors, genres, groups, weights, seed):
         return Recorder(genres, set(groups))
 
-    result = cross_validate(files, vectors, folds=4, repeats=1, fit=fit)
+    result = cross_validate(files, TrainingSet.of(vectors), folds=4, repeats=1, fit=fit)
     assert len(result.true_genres) == 48  # fragments are never scored
     assert len(folds) == 4
     for training_groups, test_groups in folds:
@@ -87,8 +87,8 @@ def test_a_small_training_run_beats_chance_on_held_out_artists(
     small_data_set: list[LabelledFile], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     kept, clips = prepare(small_data_set, tmp_path_factory.mktemp("cache"))
-    vectors = vectors_for(clips, FeatureSet.EMBEDDING, list(NETWORK_NAMES))
-    figures = scores(cross_validate(kept, vectors, folds=3, repeats=1))
+    rows = training_set(clips, FeatureSet.EMBEDDING, list(NETWORK_NAMES))
+    figures = scores(cross_validate(kept, rows, folds=3, repeats=1))
     assert figures["accuracy"] > 0.6  # chance is 0.25 with four genres
     assert figures["balanced_accuracy"] > 0.6
 

@@ -39,6 +39,8 @@ def grouped_splits(
     return list(splitter.split(np.zeros(len(genres)), genres, groups))
 
 
-def fit_classifier(vectors: np.ndarray, genres: np.ndarray, groups: np.ndarray, seed: int = 0) -> Pipeline:
+def fit_classifier(
+    vectors: np.ndarray, genres: np.ndarray, groups: np.ndarray, weights: np.ndarray, seed: int = 0
+) -> Pipeline:
     classifier = make_classifier(grouped_splits(genres, groups, folds=3, seed=seed))
-    return classifier.fit(vectors, genres)
+    return classifier.fit(vectors, genres, classify__sample_weight=weights)

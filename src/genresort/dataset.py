@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from genresort.audio import AUDIO_EXTENSIONS, AudioError, WindowPlan, decode_analysis_windows
-from genresort.features.clip import ClipFeatures, FeatureSet, extract_clip_features, feature_vector
+from genresort.features.clip import ClipFeatures, FeatureSet, extract_clip_features, feature_vector, window_vectors
 from genresort.features.embedding import MusicnnNetwork
 from genresort.features.spectrogram import SAMPLE_RATE
 from genresort.model import sha256_of
@@ -152,5 +152,37 @@ def extract_features(
     return kept, clips
 
 
-def vectors_for(clips: list[ClipFeatures], feature_set: FeatureSet, network_names: list[str]) -> np.ndarray:
-    return np.stack([feature_vector(clip, feature_set, network_names) for clip in clips])
+#: A window of a clip counts half as much as the clip itself.
+WINDOW_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The classifier's rows: each clip's own vector, then the vectors of windows of it (see `window_vectors`)."""
+
+    vectors: np.ndarray  # (rows, features)
+    clip_of_row: np.ndarray  # (rows,): index of the clip (file) each row comes from
+    weights: np.ndarray  # (rows,)
+    own_row: np.ndarray  # (clips,): the row of each clip's own vector
+
+    @classmethod
+    def of(cls, vectors: np.ndarray) -> TrainingSet:
+        """One row per clip, nothing added."""
+        count = len(vectors)
+        return cls(vectors, np.arange(count), np.ones(count), np.arange(count))
+
+
+def training_set(
+    clips: list[ClipFeatures], feature_set: FeatureSet, network_names: list[str], with_windows: bool = True
+) -> TrainingSet:
+    rows, clip_of_row, weights, own_row = [], [], [], []
+    for index, clip in enumerate(clips):
+        own_row.append(len(rows))
+        rows.append(feature_vector(clip, feature_set, network_names))
+        clip_of_row.append(index)
+        weights.append(1.0)
+        extra = window_vectors(clip, feature_set, network_names) if with_windows else []
+        rows += extra
+        clip_of_row += [index] * len(extra)
+        weights += [WINDOW_WEIGHT] * len(extra)
+    return TrainingSet(np.stack(rows), np.array(clip_of_row), np.array(weights), np.array(own_row))

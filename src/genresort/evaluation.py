@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 from sklearn.pipeline import Pipeline
 
 from genresort.classifier import fit_classifier, grouped_splits
-from genresort.dataset import LabelledFile
+from genresort.dataset import LabelledFile, TrainingSet
 
 
 @dataclass(frozen=True)
@@ -30,14 +30,15 @@ class CrossValidation:
 
 def cross_validate(
     files: list[LabelledFile],
-    vectors: np.ndarray,
+    rows: TrainingSet,
     folds: int = 5,
     repeats: int = 3,
-    fit: Callable[[np.ndarray, np.ndarray, np.ndarray, int], Pipeline] = fit_classifier,
+    fit: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], Pipeline] = fit_classifier,
 ) -> CrossValidation:
     """Artist-grouped cross-validation: no artist is ever on both sides; fragments train but are not scored.
 
-    Fragments whose artist is in the test fold are left out of that fold's training as well.
+    Fragments whose artist is in the test fold are left out of that fold's training as well. A clip is
+    scored on its own (whole) vector; the rows of its windows only ever train.
     """
     genres = np.array([file.genre for file in files])
     groups = np.array([file.group for file in files])
@@ -52,9 +53,13 @@ def cross_validate(
                 [scored_index[train], np.flatnonzero(~scored & ~np.isin(groups, list(test_groups)))]
             )
             assert not test_groups & set(groups[training]), "an artist on both sides of a split"
-            model = fit(vectors[training], genres[training], groups[training], repeat)
+            training_rows = np.flatnonzero(np.isin(rows.clip_of_row, training))
+            clip_of_row = rows.clip_of_row[training_rows]
+            model = fit(
+                rows.vectors[training_rows], genres[clip_of_row], groups[clip_of_row], rows.weights[training_rows], repeat
+            )
             columns = [labels.index(genre) for genre in model.classes_]
-            totals[np.ix_(test, columns)] += model.predict_proba(vectors[scored_index[test]])
+            totals[np.ix_(test, columns)] += model.predict_proba(rows.vectors[rows.own_row[scored_index[test]]])
     return CrossValidation(
         genres=labels,
         true_genres=genres[scored_index],

@@ -15,7 +15,7 @@ import numpy as np
 
 from genresort.audio import WindowPlan
 from genresort.classifier import fit_classifier
-from genresort.dataset import DataSetError, FeatureCache, LabelledFile, extract_features, vectors_for
+from genresort.dataset import DataSetError, FeatureCache, LabelledFile, extract_features, training_set
 from genresort.evaluation import cross_validate, format_comparison, format_scores, plot_confusion, scores
 from genresort.features.clip import ClipFeatures, FeatureSet
 from genresort.features.embedding import MusicnnNetwork
@@ -24,6 +24,7 @@ from genresort.model import CARD_JSON, CARD_MARKDOWN, DEFAULT_MODEL_DIR, MODEL_F
 NETWORK_NAMES = ("msd_musicnn", "mtt_musicnn")
 SHIPPED_FEATURE_SET = FeatureSet.EMBEDDING
 TARGET_PRECISION = 0.9
+HEADLINE_FIGURES = ("clips", "accuracy", "balanced_accuracy", "macro_f1", "expected_calibration_error", "threshold")
 
 
 def network_files(model_dir: Path) -> list[Path]:
@@ -40,19 +41,31 @@ def prepare(files: list[LabelledFile], cache_dir: Path) -> tuple[list[LabelledFi
     return extract_features(files, networks, plan, FeatureCache(cache_dir, plan, paths))
 
 
-def evaluate(files: list[LabelledFile], report_dir: Path, cache_dir: Path) -> str:
-    """Grouped cross-validation of each feature set; writes report.json, report.md and confusion PNGs."""
-    kept, clips = prepare(files, cache_dir)
-    results = {}
-    for feature_set in FeatureSet:
-        vectors = vectors_for(clips, feature_set, list(NETWORK_NAMES))
-        results[feature_set.value] = scores(cross_validate(kept, vectors), TARGET_PRECISION)
-        plot_confusion(results[feature_set.value], f"{feature_set.value} (artist-grouped CV)", report_dir / f"confusion-{feature_set.value}.png")
-    sections = [f"# Artist-grouped cross-validation ({results[FeatureSet.EMBEDDING.value]['clips']} scored clips)", "", format_comparison(results)]
+def compare_feature_sets(kept: list[LabelledFile], clips: list[ClipFeatures]) -> dict[str, dict]:
+    """Artist-grouped cross-validation figures of each feature set, side by side."""
+    return {
+        feature_set.value: scores(
+            cross_validate(kept, training_set(clips, feature_set, list(NETWORK_NAMES))), TARGET_PRECISION
+        )
+        for feature_set in FeatureSet
+    }
+
+
+def comparison_report(results: dict[str, dict]) -> str:
+    clips = next(iter(results.values()))["clips"]
+    sections = [f"# Artist-grouped cross-validation ({clips} scored clips)", "", format_comparison(results)]
     for name, figures in results.items():
         sections += ["", f"## {name}", "", format_scores(figures)]
-    report = "\n".join(sections)
+    return "\n".join(sections)
+
+
+def evaluate(files: list[LabelledFile], report_dir: Path, cache_dir: Path) -> str:
+    """Grouped cross-validation of each feature set; writes report.json, report.md and confusion PNGs."""
+    results = compare_feature_sets(*prepare(files, cache_dir))
     report_dir.mkdir(parents=True, exist_ok=True)
+    for name, figures in results.items():
+        plot_confusion(figures, f"{name} (artist-grouped CV)", report_dir / f"confusion-{name}.png")
+    report = comparison_report(results)
     (report_dir / "report.md").write_text(report + "\n")
     (report_dir / "report.json").write_text(json.dumps(results, indent=2) + "\n")
     return report
@@ -61,11 +74,12 @@ def evaluate(files: list[LabelledFile], report_dir: Path, cache_dir: Path) -> st
 def train(files: list[LabelledFile], output_dir: Path, cache_dir: Path, data_description: str) -> dict:
     """Cross-validate, fit on everything, and write the model with its card; returns the card."""
     kept, clips = prepare(files, cache_dir)
-    vectors = vectors_for(clips, SHIPPED_FEATURE_SET, list(NETWORK_NAMES))
-    figures = scores(cross_validate(kept, vectors), TARGET_PRECISION)
-    genres = np.array([file.genre for file in kept])
-    groups = np.array([file.group for file in kept])
-    classifier = fit_classifier(vectors, genres, groups)
+    comparison = compare_feature_sets(kept, clips)
+    figures = comparison[SHIPPED_FEATURE_SET.value]
+    rows = training_set(clips, SHIPPED_FEATURE_SET, list(NETWORK_NAMES))
+    genres = np.array([file.genre for file in kept])[rows.clip_of_row]
+    groups = np.array([file.group for file in kept])[rows.clip_of_row]
+    classifier = fit_classifier(rows.vectors, genres, groups, rows.weights)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     for source in network_files(DEFAULT_MODEL_DIR):
@@ -78,8 +92,9 @@ def train(files: list[LabelledFile], output_dir: Path, cache_dir: Path, data_des
     joblib.dump(classifier, model_path, compress=3)
     plot_confusion(figures, "artist-grouped cross-validation", output_dir / "confusion.png")
     card = model_card(kept, figures, model_path, output_dir, data_description)
+    card["comparison"] = {name: {key: results[key] for key in HEADLINE_FIGURES} for name, results in comparison.items()}
     (output_dir / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
-    (output_dir / CARD_MARKDOWN).write_text(model_card_markdown(card, figures))
+    (output_dir / CARD_MARKDOWN).write_text(model_card_markdown(card, figures, format_comparison(comparison)))
     return card
 
 
@@ -108,7 +123,7 @@ def model_card(files: list[LabelledFile], figures: dict, model_path: Path, outpu
             "5-fold cross-validation stratified by genre and grouped by artist, repeated 3 times with different "
             "shuffles (probabilities averaged); fragments only ever train, and never with an artist of the test fold"
         ),
-        "figures": {key: figures[key] for key in ("clips", "accuracy", "balanced_accuracy", "macro_f1", "expected_calibration_error", "per_genre", "confusion")},
+        "figures": {key: figures[key] for key in (*HEADLINE_FIGURES, "per_genre", "confusion")},
         "versions": {
             "genresort": version("genresort"),
             "python": platform.python_version(),
@@ -117,7 +132,7 @@ def model_card(files: list[LabelledFile], figures: dict, model_path: Path, outpu
     }
 
 
-def model_card_markdown(card: dict, figures: dict) -> str:
+def model_card_markdown(card: dict, figures: dict, comparison_table: str) -> str:
     threshold = card["threshold"]
     lines = [
         f"# Model card: {card['model_id']}",
@@ -135,7 +150,8 @@ def model_card_markdown(card: dict, figures: dict) -> str:
         f"({', '.join(network['name'] for network in card['networks'])}) over 3 s patches.",
         f"- Listening: clips up to {card['window_plan']['whole_clip_seconds']:.0f} s whole; longer tracks in "
         f"{card['window_plan']['window_count']} windows of {card['window_plan']['window_seconds']:.0f} s between 10% and 90% of their length.",
-        "- Classifier: standard scaling, class-weighted logistic regression, temperature calibration on artist-grouped folds.",
+        "- Classifier: standard scaling, class-weighted logistic regression, temperature calibration on artist-grouped "
+        "folds. It learns from each clip whole and from windows of it (as a long track is heard), at half weight.",
         f"- Model file: `{card['model_file']['name']}`, sha256 `{card['model_file']['sha256']}`.",
         "",
         "## Protocol",
@@ -149,6 +165,13 @@ def model_card_markdown(card: dict, figures: dict) -> str:
         f"(target {threshold['target_precision']:.0%}).",
         "",
         format_scores(figures),
+        "",
+        "## Feature sets compared (same protocol)",
+        "",
+        "`handcrafted`: the tutorial's features (zero-crossing rate, spectral centroid, roll-off, MFCC, chroma) and "
+        "bandwidth, flatness, RMS, contrast, tempo; `embedding`: the musicnn summaries; `combined`: both.",
+        "",
+        comparison_table,
         "",
         "## Versions",
         ", ".join(f"{package} {number}" for package, number in card["versions"].items()),

