@@ -34,12 +34,16 @@ def cross_validate(
     folds: int = 5,
     repeats: int = 3,
     fit: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], Pipeline] = fit_classifier,
+    test_vectors: np.ndarray | None = None,
 ) -> CrossValidation:
     """Artist-grouped cross-validation: no artist is ever on both sides; fragments train but are not scored.
 
     Fragments whose artist is in the test fold are left out of that fold's training as well. A clip is
-    scored on its own (whole) vector; the rows of its windows only ever train.
+    scored on its own (whole) vector, or on `test_vectors` (one per file) when given, e.g. to see how it
+    fares when heard through fewer windows; the rows of its windows only ever train.
     """
+    if test_vectors is None:
+        test_vectors = rows.vectors[rows.own_row]
     genres = np.array([file.genre for file in files])
     groups = np.array([file.group for file in files])
     scored = np.array([file.scored for file in files])
@@ -59,7 +63,7 @@ def cross_validate(
                 rows.vectors[training_rows], genres[clip_of_row], groups[clip_of_row], rows.weights[training_rows], repeat
             )
             columns = [labels.index(genre) for genre in model.classes_]
-            totals[np.ix_(test, columns)] += model.predict_proba(rows.vectors[rows.own_row[scored_index[test]]])
+            totals[np.ix_(test, columns)] += model.predict_proba(test_vectors[scored_index[test]])
     return CrossValidation(
         genres=labels,
         true_genres=genres[scored_index],
