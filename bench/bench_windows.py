@@ -37,7 +37,9 @@ def main() -> None:
     for count in (None, *WINDOW_COUNTS):
         test_vectors = np.stack(
             [
-                feature_vector(clip, SHIPPED_FEATURE_SET, names, window_patches(patch_count(clip), count, PATCHES_PER_WINDOW))
+                feature_vector(
+                    clip, SHIPPED_FEATURE_SET, names, window_patches(patch_count(clip), count, PATCHES_PER_WINDOW)
+                )
                 if count
                 else feature_vector(clip, SHIPPED_FEATURE_SET, names)
                 for clip in clips

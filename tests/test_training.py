@@ -40,7 +40,7 @@ def small_data_set() -> list[LabelledFile]:
 @pytest.fixture(scope="module")
 def trained_model_dir(small_data_set: list[LabelledFile], tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("model")
-    train(small_data_set, output, tmp_path_factory.mktemp("cache"), data_description="four genres of the shared data")
+    train(small_data_set, output, tmp_path_factory.mktemp("cache"), "four genres of the shared data", repeats=1)
     return output
 
 

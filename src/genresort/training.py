@@ -41,11 +41,12 @@ def prepare(files: list[LabelledFile], cache_dir: Path) -> tuple[list[LabelledFi
     return extract_features(files, networks, plan, FeatureCache(cache_dir, plan, paths))
 
 
-def compare_feature_sets(kept: list[LabelledFile], clips: list[ClipFeatures]) -> dict[str, dict]:
+def compare_feature_sets(kept: list[LabelledFile], clips: list[ClipFeatures], repeats: int) -> dict[str, dict]:
     """Artist-grouped cross-validation figures of each feature set, side by side."""
     return {
         feature_set.value: scores(
-            cross_validate(kept, training_set(clips, feature_set, list(NETWORK_NAMES))), TARGET_PRECISION
+            cross_validate(kept, training_set(clips, feature_set, list(NETWORK_NAMES)), repeats=repeats),
+            TARGET_PRECISION,
         )
         for feature_set in FeatureSet
     }
@@ -59,9 +60,9 @@ def comparison_report(results: dict[str, dict]) -> str:
     return "\n".join(sections)
 
 
-def evaluate(files: list[LabelledFile], report_dir: Path, cache_dir: Path) -> str:
+def evaluate(files: list[LabelledFile], report_dir: Path, cache_dir: Path, repeats: int = 3) -> str:
     """Grouped cross-validation of each feature set; writes report.json, report.md and confusion PNGs."""
-    results = compare_feature_sets(*prepare(files, cache_dir))
+    results = compare_feature_sets(*prepare(files, cache_dir), repeats=repeats)
     report_dir.mkdir(parents=True, exist_ok=True)
     for name, figures in results.items():
         plot_confusion(figures, f"{name} (artist-grouped CV)", report_dir / f"confusion-{name}.png")
@@ -71,10 +72,12 @@ def evaluate(files: list[LabelledFile], report_dir: Path, cache_dir: Path) -> st
     return report
 
 
-def train(files: list[LabelledFile], output_dir: Path, cache_dir: Path, data_description: str) -> dict:
-    """Cross-validate, fit on everything, and write the model with its card; returns the card."""
+def train(
+    files: list[LabelledFile], output_dir: Path, cache_dir: Path, data_description: str, repeats: int = 3
+) -> dict:
+    """Cross-validate (`repeats` times 5 folds), fit on everything, and write the model with its card."""
     kept, clips = prepare(files, cache_dir)
-    comparison = compare_feature_sets(kept, clips)
+    comparison = compare_feature_sets(kept, clips, repeats)
     figures = comparison[SHIPPED_FEATURE_SET.value]
     rows = training_set(clips, SHIPPED_FEATURE_SET, list(NETWORK_NAMES))
     genres = np.array([file.genre for file in kept])[rows.clip_of_row]
@@ -91,14 +94,16 @@ def train(files: list[LabelledFile], output_dir: Path, cache_dir: Path, data_des
     model_path = output_dir / MODEL_FILE
     joblib.dump(classifier, model_path, compress=3)
     plot_confusion(figures, "artist-grouped cross-validation", output_dir / "confusion.png")
-    card = model_card(kept, figures, model_path, output_dir, data_description)
+    card = model_card(kept, figures, model_path, output_dir, data_description, repeats)
     card["comparison"] = {name: {key: results[key] for key in HEADLINE_FIGURES} for name, results in comparison.items()}
     (output_dir / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
     (output_dir / CARD_MARKDOWN).write_text(model_card_markdown(card, figures, format_comparison(comparison)))
     return card
 
 
-def model_card(files: list[LabelledFile], figures: dict, model_path: Path, output_dir: Path, data_description: str) -> dict:
+def model_card(
+    files: list[LabelledFile], figures: dict, model_path: Path, output_dir: Path, data_description: str, repeats: int
+) -> dict:
     scored = [file for file in files if file.scored]
     return {
         "model_id": f"genresort-{datetime.now(UTC):%Y%m%d}",
@@ -120,8 +125,8 @@ def model_card(files: list[LabelledFile], figures: dict, model_path: Path, outpu
             "clips_per_genre": {genre: sum(file.genre == genre for file in scored) for genre in sorted({f.genre for f in files})},
         },
         "protocol": (
-            "5-fold cross-validation stratified by genre and grouped by artist, repeated 3 times with different "
-            "shuffles (probabilities averaged); fragments only ever train, and never with an artist of the test fold"
+            f"5-fold cross-validation stratified by genre and grouped by artist, repeated {repeats} times with "
+            "different shuffles (probabilities averaged); fragments only ever train, and never with an artist of the test fold"
         ),
         "figures": {key: figures[key] for key in (*HEADLINE_FIGURES, "per_genre", "confusion")},
         "versions": {
