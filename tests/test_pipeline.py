@@ -105,7 +105,7 @@ def crash_after(sorter: Sorter, source: Path, step: Step, linked: bool = True):
 
 @pytest.mark.parametrize("step", [Step.PLACING, Step.PLACED])
 def test_recovery_finishes_a_file_that_was_placed(sorter: Sorter, step: Step) -> None:
-    source = write_mp3(sorter.settings.inbox / f"crash-{step}.mp3", seconds=3.0, seed=len(step))
+    source = write_mp3(sorter.settings.inbox / f"crash-{step}.mp3", seconds=3.0, seed=100 + len(step))
     record, final = crash_after(sorter, source, step)
     sorter.recover()
     assert final.exists() and not source.exists()
