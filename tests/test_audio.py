@@ -119,3 +119,13 @@ def test_a_mislabelled_extension_still_decodes(tmp_path: Path) -> None:
     path = tmp_path / "actually-an-mp3.wav"
     shutil.copyfile(shared_clip("pop"), path)
     assert decode_analysis_windows(path, RATE, WindowPlan())
+
+
+def test_an_unreadable_file_is_an_os_error_not_bad_audio(tmp_path: Path) -> None:
+    """Permission problems pass (a user fixes them); they must not get a file quarantined as corrupt."""
+    with pytest.raises(FileNotFoundError):
+        decode_analysis_windows(tmp_path / "missing.mp3", RATE, WindowPlan())
+    folder = tmp_path / "folder.mp3"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError):
+        decode_analysis_windows(folder, RATE, WindowPlan())

@@ -67,8 +67,9 @@ class AudioInfo:
 def probe(path: Path) -> AudioInfo:
     """Read the header only: format, rate, channels, length."""
     path = Path(path)
-    if os.stat(path).st_size == 0:
-        raise EmptyFileError(path, "the file is empty (0 bytes)")
+    with open(path, "rb") as stream:  # a missing or unreadable file is an OSError, not bad audio: it may pass
+        if os.fstat(stream.fileno()).st_size == 0:
+            raise EmptyFileError(path, "the file is empty (0 bytes)")
     try:
         info = soundfile.info(str(path))
     except (soundfile.SoundFileError, RuntimeError, TypeError) as error:
