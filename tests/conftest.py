@@ -24,8 +24,10 @@ def require_shared_data() -> Path:
 
 
 @pytest.fixture
-def shared_data() -> Path:
-    return require_shared_data()
+def inbox(tmp_path: Path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    return folder
 
 
 def shared_clip(genre: str, number: int = 0) -> Path:

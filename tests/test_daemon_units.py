@@ -97,13 +97,6 @@ class RecordingSorter:
 
 
 @pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
 

@@ -27,13 +27,6 @@ from genresort.placement import (
 
 
 @pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def library(tmp_path: Path) -> Path:
     folder = tmp_path / "library"
     folder.mkdir()
