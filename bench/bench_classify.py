@@ -262,7 +262,7 @@ def report(results: dict[str, Any]) -> str:
     header = (
         f"# genresort classification benchmark\n\n{results['date']} · {results['machine']['cpus']} CPUs "
         f"({results['machine']['cpu_model']}) · Python {results['machine']['python']} · "
-        f"medians of {results['runs']} runs, each in fresh processes\n\n"
+        f"model {results['model']} · medians of {results['runs']} runs, each in fresh processes\n\n"
         f"Load average at start: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min); at end: "
         f"{end_load[0]:.2f}; median over the genresort workers: {g['loadavg_1min']:.2f}. Other processes at a load "
         "near the CPU count inflate wall times more than CPU times.\n\n"
@@ -399,6 +399,7 @@ def main() -> None:
             "loadavg_end": os.getloadavg(),
             "runs": args.runs,
             "files": {name: {"path": str(path), **describe(path)} for name, path in files.items()},
+            "model": f"{model_card['model_id']} sha256:{model_card['model_file']['sha256'][:12]}",
             "shipped_window_count": model_card["window_plan"]["window_count"],
             "window_seconds": model_card["window_plan"]["window_seconds"],
             "medians": {kind: medians(runs) for kind, runs in samples.items()},
