@@ -69,3 +69,16 @@ def test_handcrafted_features_are_finite_and_tell_genres_apart(networks: list[Mu
     zero_crossing_rate, centroid = 0, 1
     assert metal[zero_crossing_rate] > classical[zero_crossing_rate]
     assert metal[centroid] > classical[centroid]
+
+
+def test_the_numpy_spectrogram_and_mel_filters_equal_librosas() -> None:
+    import librosa
+
+    from genresort.features.spectrogram import HOP_LENGTH, N_FFT, mel_filters
+
+    audio = np.random.default_rng(3).standard_normal(SAMPLE_RATE * 2 + 123).astype(np.float32) * 0.2
+    expected = np.abs(librosa.stft(audio, n_fft=N_FFT, hop_length=HOP_LENGTH, center=True)) ** 2
+    np.testing.assert_allclose(power_spectrogram(audio), expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        mel_filters(96), librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=96), rtol=1e-5, atol=1e-8
+    )

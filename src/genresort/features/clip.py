@@ -8,7 +8,6 @@ from enum import StrEnum
 import numpy as np
 
 from genresort.features.embedding import MusicnnNetwork, log_mel_patches, summarise_outputs
-from genresort.features.handcrafted import handcrafted_features
 from genresort.features.spectrogram import power_spectrogram
 
 
@@ -34,8 +33,13 @@ def extract_clip_features(
     time and the shipped model does not use them) and every network's per-patch outputs."""
     powers = [power_spectrogram(window) for window in windows]
     patches = np.concatenate([log_mel_patches(power) for power in powers])
+    handcrafted = np.zeros(0, dtype=np.float32)
+    if with_handcrafted:
+        from genresort.features.handcrafted import handcrafted_features  # imports librosa: only when needed
+
+        handcrafted = handcrafted_features(windows, powers)
     return ClipFeatures(
-        handcrafted=handcrafted_features(windows, powers) if with_handcrafted else np.zeros(0, dtype=np.float32),
+        handcrafted=handcrafted,
         network_outputs={network.name: network.run(patches) for network in networks},
     )
 

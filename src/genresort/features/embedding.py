@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import librosa
 import numpy as np
 import onnxruntime
 
-from genresort.features.spectrogram import N_FFT, SAMPLE_RATE
+from genresort.features.spectrogram import mel_filters
 
 PATCH_FRAMES = 187
 MEL_BANDS = 96
 OUTPUTS = ("taggram", "penultimate", "max_pool", "mean_pool")
 
-_MEL_FILTERS = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=MEL_BANDS)
+_MEL_FILTERS = mel_filters(MEL_BANDS)
 
 
 def log_mel_patches(power: np.ndarray) -> np.ndarray:
