@@ -15,7 +15,7 @@ from genresort.config import Settings
 from genresort.journal import Step
 from genresort.pipeline import Outcome, Sorter, open_sorter
 from genresort.placement import STAGING_DIR, place_file, sha256_file, stage_copy
-from genresort.tags import audio_payload_sha256
+from genresort.tags import audio_payload_sha256, read_genres
 
 
 @pytest.fixture(scope="module")
@@ -78,15 +78,25 @@ def test_a_file_that_is_not_audio_is_quarantined_with_a_reason(sorter: Sorter) -
     assert outcome.destination.read_text() == "not music"
 
 
-def test_a_wav_is_placed_even_though_it_cannot_carry_our_tags(sorter: Sorter, tmp_path: Path) -> None:
+def test_a_wav_is_sorted_and_tagged_in_an_id3_chunk(sorter: Sorter, tmp_path: Path) -> None:
     import soundfile
 
     samples, rate = soundfile.read(shared_clip("classical", 2), dtype="float32")
     wav = tmp_path / "piece.wav"
     soundfile.write(wav, samples, rate)
     outcome = sorter.sort_file(drop(sorter, wav))
-    assert outcome.outcome == Outcome.SORTED
+    assert outcome.outcome == Outcome.SORTED and outcome.reason is None
     assert outcome.destination.read_bytes()[:4] == b"RIFF"
+    assert read_genres(outcome.destination) == [outcome.prediction.genre]
+
+
+def test_an_unsure_file_gets_its_top_three_but_no_genre(sorter: Sorter, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sorter, "threshold", 1.01)  # nothing is sure enough
+    outcome = sorter.sort_file(drop(sorter, shared_clip("country", 4), "unsure.mp3"))
+    assert outcome.outcome == Outcome.UNSURE and outcome.destination.parent == sorter.settings.unsure
+    tags = ID3(outcome.destination)
+    assert "TCON" not in tags
+    assert tags["TXXX:GENRESORT_TOP3"].text[0].startswith(outcome.prediction.genre)
 
 
 def crash_after(sorter: Sorter, source: Path, step: Step, linked: bool = True):

@@ -123,6 +123,7 @@ def test_untagged_mp3_gets_id3v23_with_plain_tcon_and_our_frames(raw_mp3: tuple[
         (ExistingGenrePolicy.KEEP, "Rock"),
         (ExistingGenrePolicy.OVERWRITE, "Jazz"),
         (ExistingGenrePolicy.ADD, "Rock; Jazz"),
+        (ExistingGenrePolicy.UNTOUCHED, "Rock"),
     ],
 )
 def test_policy_decides_tcon_and_previous_genre_is_saved(
@@ -134,6 +135,14 @@ def test_policy_decides_tcon_and_previous_genre_is_saved(
     assert id3["TCON"].text == [tcon]
     assert _txxx(id3) == OUR_FIELDS | {"GENRESORT_PREVIOUS_GENRE": "Rock"}
     assert read_genres(tagged_mp3) == tcon.split("; ")
+
+
+def test_untouched_never_writes_a_genre_even_into_an_untagged_file(raw_mp3: tuple[Path, bytes]) -> None:
+    """Files we are unsure about carry our top 3 in TXXX frames but no genre a player would show."""
+    path, _ = raw_mp3
+    write_genre_tags(path, JAZZ, ExistingGenrePolicy.UNTOUCHED)
+    id3 = ID3(path)
+    assert "TCON" not in id3 and _txxx(id3) == OUR_FIELDS
 
 
 def test_add_does_not_repeat_a_genre_already_there(tagged_mp3: Path) -> None:

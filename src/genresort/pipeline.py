@@ -10,7 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -91,6 +94,19 @@ def is_transient(error: OSError) -> bool:
     return error.errno in TRANSIENT_ERRNOS
 
 
+def _transient_cause(error: BaseException) -> OSError | None:
+    """The transient OSError (disk full, I/O error, ...) behind `error`, if any: mutagen wraps OSErrors in its
+    own exception type, which tags.py wraps again in TagError."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and is_transient(current):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _sibling_by_inode(folder: Path, inode: int) -> Path | None:
     """The name under which a staged copy was linked into `folder`, if it was."""
     with os.scandir(folder) as entries:
@@ -98,6 +114,31 @@ def _sibling_by_inode(folder: Path, inode: int) -> Path | None:
             if entry.is_file(follow_symlinks=False) and entry.inode() == inode:
                 return Path(entry.path)
     return None
+
+
+class KeyedLocks:
+    """One lock per key, created while someone holds or waits for it (so the dict does not grow forever)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}  # key -> (lock, holders and waiters)
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(key, (None, 0))
+            lock = lock or threading.Lock()
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                users = self._locks[key][1] - 1
+                if users:
+                    self._locks[key] = (lock, users)
+                else:
+                    del self._locks[key]
 
 
 class Sorter:
@@ -109,6 +150,7 @@ class Sorter:
         self.journal = journal
         self.log = log
         self.model_id = analyser.summary.model_id
+        self._content_locks = KeyedLocks()
         self.threshold = (
             settings.confidence_threshold
             if settings.confidence_threshold is not None
@@ -144,6 +186,12 @@ class Sorter:
     def _sort(self, path: Path, record: FileRecord, size: int) -> SortOutcome:
         if record.step == Step.PLACED:  # placed before a crash: only the release is left
             return self._finish_placed(record)
+        # Files with the same content one at a time: two workers could otherwise both pass the duplicate check
+        # before either has finished, and place the same content twice under different names.
+        with self._content_locks.hold(record.sha256):
+            return self._sort_content(path, record, size)
+
+    def _sort_content(self, path: Path, record: FileRecord, size: int) -> SortOutcome:
         earlier = self.journal.find_finished_by_sha256(record.sha256)
         if earlier is not None and earlier.destination is not None and earlier.destination.exists():
             return self._duplicate(path, record, earlier.destination)
@@ -165,7 +213,7 @@ class Sorter:
     def _place_sorted(self, path: Path, record: FileRecord, prediction: Prediction) -> SortOutcome:
         decision = decide(prediction, self.threshold)
         if decision == UNSURE:
-            root, folder, outcome, policy = self.settings.unsure, self.settings.unsure, Outcome.UNSURE, ExistingGenrePolicy.KEEP
+            root, folder, outcome, policy = self.settings.unsure, self.settings.unsure, Outcome.UNSURE, ExistingGenrePolicy.UNTOUCHED
         else:
             root, folder = self.settings.library, self.settings.library / decision
             outcome, policy = Outcome.SORTED, self.settings.existing_genre
@@ -176,6 +224,8 @@ class Sorter:
             write_genre_tags(staged, self._genre_tags(prediction), policy)
         except TagError as error:  # the sound is fine; place an untouched copy rather than hold the file back
             discard_staged(staged)
+            if (cause := _transient_cause(error)) is not None:  # e.g. the tag did not fit on a full disk: retry
+                raise OSError(cause.errno, cause.strerror, str(staged)) from error
             staged = stage_copy(path, root)
             record = self.journal.advance(record.id, Step.STAGED, staged_path=staged)
             reason = f"placed without genre tags: {error}"

@@ -38,9 +38,11 @@ _V24_ONLY_FRAMES = "ASPI EQU2 RVA2 SEEK SIGN TDEN TDRL TDTG TMOO TPRO TSOA TSOP 
 
 
 class ExistingGenrePolicy(StrEnum):
-    """What happens to a genre the file already has (a file without one always gets ours in TCON/GENRE)."""
+    """What happens to a genre the file already has (a file without one gets ours in TCON/GENRE, except
+    with UNTOUCHED)."""
 
     KEEP = "keep"  # the genre field stays as it was; ours goes only to GENRESORT_GENRE
+    UNTOUCHED = "untouched"  # the genre field is never written, even when empty (used for 'unsure' files)
     OVERWRITE = "overwrite"  # the genre field becomes ours
     ADD = "add"  # the genre field keeps the old genre(s) and gains ours as another value
 
@@ -142,6 +144,8 @@ def _plan(tags: GenreTags, existing: list[str], policy: ExistingGenrePolicy, see
     }
     if existing and not seen_before:
         plan[PREVIOUS_GENRE] = existing
+    if policy is ExistingGenrePolicy.UNTOUCHED:
+        return plan
     if not existing or policy is ExistingGenrePolicy.OVERWRITE:
         plan["GENRE"] = [tags.genre]
     elif policy is ExistingGenrePolicy.ADD and tags.genre.casefold() not in {g.casefold() for g in existing}:
