@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +49,21 @@ def write_mp3(path: Path, seconds: float, sample_rate: int = 44100, channels: in
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, samples, sample_rate, format="MP3")
     return path
+
+
+@contextmanager
+def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` (e.g. "64k") mounted at `folder`, to run out of space for real; needs root (or
+    CAP_SYS_ADMIN) and skips with the reason where it cannot be mounted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            f"cannot mount a small tmpfs to simulate a full disk: {mounted.stderr.strip() or mounted.returncode}"
+        )
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -42,7 +42,7 @@ import numpy as np
 import pytest
 from mutagen.id3 import ID3, TCON, TIT2, TPE1
 
-from conftest import SHARED_DATA, shared_clip, write_mp3
+from conftest import SHARED_DATA, shared_clip, small_tmpfs, write_mp3
 from genresort.audio import AUDIO_EXTENSIONS
 from genresort.dataset import GTZAN_GENRE_NAMES
 from genresort.model import DEFAULT_MODEL_DIR
@@ -853,18 +853,9 @@ def test_sigterm_while_files_are_in_flight_finishes_them_and_exits_zero(tmp_path
 
 @pytest.fixture
 def tiny_library(tmp_path: Path) -> Iterator[Path]:
-    """A 512 KiB tmpfs as the library folder (needs root, or CAP_SYS_ADMIN); unmounted afterwards."""
-    library = tmp_path / "library"
-    library.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(library)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs for the library: {mounted.stderr.strip() or mounted.returncode}")
-    try:
+    """A 512 KiB tmpfs as the library folder."""
+    with small_tmpfs(tmp_path / "library", "512k") as library:
         yield library
-    finally:
-        subprocess.run(["umount", "-l", str(library)], check=False)
 
 
 def fill_up(folder: Path) -> Path:

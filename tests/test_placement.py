@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import small_tmpfs
 from genresort.placement import (
     STAGING_DIR,
     DuplicateFile,
@@ -64,9 +65,7 @@ def test_stage_copy_is_hidden_complete_and_leaves_the_source_alone(inbox: Path, 
     assert _visible(library) == []
 
 
-def test_place_file_links_into_new_folders_and_keeps_the_staged_copy_for_the_caller(
-    inbox: Path, library: Path
-) -> None:
+def test_place_file_links_into_new_folders_and_keeps_the_staged_copy_for_the_caller(inbox: Path, library: Path) -> None:
     song = _song(inbox)
     staged = stage_copy(song, library)
 
@@ -168,8 +167,12 @@ def test_keep_duplicates_places_identical_content_under_a_numbered_name(inbox: P
     quarantine = tmp_path / "quarantine"
     content = b"broken music"
 
-    placed = place_file(stage_copy(_song(inbox, content=content), quarantine), quarantine, "song.mp3", keep_duplicates=True)
-    again = place_file(stage_copy(_song(inbox, content=content), quarantine), quarantine, "song.mp3", keep_duplicates=True)
+    placed = place_file(
+        stage_copy(_song(inbox, content=content), quarantine), quarantine, "song.mp3", keep_duplicates=True
+    )
+    again = place_file(
+        stage_copy(_song(inbox, content=content), quarantine), quarantine, "song.mp3", keep_duplicates=True
+    )
 
     assert (placed.name, again.name) == ("song.mp3", "song (2).mp3")
     assert placed.read_bytes() == again.read_bytes() == content
@@ -212,18 +215,9 @@ def test_read_only_destination_raises_permission_error(inbox: Path, library: Pat
 
 @pytest.fixture
 def tiny_filesystem(tmp_path: Path):
-    """A 64 KiB tmpfs, to run out of space for real (needs root and mount rights)."""
-    mountpoint = tmp_path / "tiny"
-    mountpoint.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mountpoint)], capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here to simulate a full disk: {result.stderr.strip()}")
-    try:
+    """A 64 KiB tmpfs, to run out of space for real."""
+    with small_tmpfs(tmp_path / "tiny", "64k") as mountpoint:
         yield mountpoint
-    finally:
-        subprocess.run(["umount", str(mountpoint)], check=True)
 
 
 def test_full_disk_raises_enospc_and_leaves_no_partial_copy(inbox: Path, tiny_filesystem: Path) -> None:

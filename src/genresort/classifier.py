@@ -12,9 +12,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 
-def make_classifier(
-    calibration_splits: list[tuple[np.ndarray, np.ndarray]], regularisation: float = 0.02
-) -> Pipeline:
+def make_classifier(calibration_splits: list[tuple[np.ndarray, np.ndarray]], regularisation: float = 0.02) -> Pipeline:
     """Scaling, a class-weighted logistic regression, and temperature calibration on artist-grouped folds."""
     return Pipeline(
         [

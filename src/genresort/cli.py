@@ -85,7 +85,12 @@ def _data_source(arguments: argparse.Namespace):
 def _train(arguments: argparse.Namespace) -> int:
     from genresort.training import train
 
-    card = train(_data_source(arguments), arguments.output, arguments.cache, data_description=str(arguments.manifest or arguments.folders))
+    card = train(
+        _data_source(arguments),
+        arguments.output,
+        arguments.cache,
+        data_description=str(arguments.manifest or arguments.folders),
+    )
     figures = card["figures"]
     print(
         f"model written to {arguments.output}: grouped-CV accuracy {figures['accuracy']:.3f}, "
@@ -110,7 +115,9 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genresort", description="Sort music files into genre folders by their sound.")
+    parser = argparse.ArgumentParser(
+        prog="genresort", description="Sort music files into genre folders by their sound."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     watch = commands.add_parser("watch", help="run the daemon: watch the inbox and sort what arrives")

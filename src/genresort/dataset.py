@@ -126,7 +126,11 @@ class FeatureCache:
     def store(self, audio_path: Path, clip: ClipFeatures) -> None:
         path = self._path(audio_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"{network}/{name}": value for network, values in clip.network_outputs.items() for name, value in values.items()}
+        arrays = {
+            f"{network}/{name}": value
+            for network, values in clip.network_outputs.items()
+            for name, value in values.items()
+        }
         temporary = path.with_suffix(".tmp.npz")
         np.savez(temporary, handcrafted=clip.handcrafted, **arrays)
         temporary.replace(path)

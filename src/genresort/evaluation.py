@@ -60,7 +60,11 @@ def cross_validate(
             training_rows = np.flatnonzero(np.isin(rows.clip_of_row, training))
             clip_of_row = rows.clip_of_row[training_rows]
             model = fit(
-                rows.vectors[training_rows], genres[clip_of_row], groups[clip_of_row], rows.weights[training_rows], repeat
+                rows.vectors[training_rows],
+                genres[clip_of_row],
+                groups[clip_of_row],
+                rows.weights[training_rows],
+                repeat,
             )
             columns = [labels.index(genre) for genre in model.classes_]
             totals[np.ix_(test, columns)] += model.predict_proba(test_vectors[scored_index[test]])
@@ -125,8 +129,6 @@ def scores(result: CrossValidation, target_precision: float = 0.9) -> dict:
     }
 
 
-
-
 def format_comparison(results: dict[str, dict]) -> str:
     """Headline figures of several feature sets side by side, as a Markdown table."""
     names = list(results)
@@ -157,7 +159,10 @@ def format_scores(figures: dict) -> str:
     lines += ["", "Confusion matrix (rows: true genre, columns: predicted):", ""]
     lines.append("| true \\ predicted | " + " | ".join(genres) + " |")
     lines.append("|---" * (len(genres) + 1) + "|")
-    lines += [f"| {genre} | " + " | ".join(str(count) for count in row) + " |" for genre, row in zip(genres, figures["confusion"])]
+    lines += [
+        f"| {genre} | " + " | ".join(str(count) for count in row) + " |"
+        for genre, row in zip(genres, figures["confusion"], strict=True)
+    ]
     return "\n".join(lines)
 
 

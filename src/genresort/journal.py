@@ -274,7 +274,7 @@ class AlreadyRunning(RuntimeError):
 
 
 class InstanceLock:
-    """An exclusive lock on ``<state_dir>/genresort.lock`` that the kernel drops when the holder dies, even by SIGKILL."""
+    """An exclusive lock on ``<state_dir>/genresort.lock``; the kernel drops it when its holder dies (SIGKILL too)."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / "genresort.lock"

@@ -117,8 +117,7 @@ class GenreModel:
         card = json.loads(card_path.read_text())
         pipeline = joblib.load(verified(model_dir / card["model_file"]["name"], card["model_file"]["sha256"]))
         networks = [
-            MusicnnNetwork(verified(model_dir / network["file"], network["sha256"]))
-            for network in card["networks"]
+            MusicnnNetwork(verified(model_dir / network["file"], network["sha256"])) for network in card["networks"]
         ]
         return cls(model_dir, card, pipeline, networks)
 

@@ -152,9 +152,7 @@ class Sorter:
         self.model_id = analyser.summary.model_id
         self._content_locks = KeyedLocks()
         self.threshold = (
-            settings.confidence_threshold
-            if settings.confidence_threshold is not None
-            else analyser.summary.threshold
+            settings.confidence_threshold if settings.confidence_threshold is not None else analyser.summary.threshold
         )
 
     # -- the one path -------------------------------------------------------------------------------------
@@ -197,7 +195,9 @@ class Sorter:
             return self._duplicate(path, record, earlier.destination)
         if size > self.settings.max_file_mb * 1024 * 1024:
             return self._quarantine(
-                path, record, f"the file is {size / 2**20:.0f} MB, above the limit of {self.settings.max_file_mb:.0f} MB"
+                path,
+                record,
+                f"the file is {size / 2**20:.0f} MB, above the limit of {self.settings.max_file_mb:.0f} MB",
             )
         try:
             prediction = self.analyser.analyse(path)
@@ -213,7 +213,12 @@ class Sorter:
     def _place_sorted(self, path: Path, record: FileRecord, prediction: Prediction) -> SortOutcome:
         decision = decide(prediction, self.threshold)
         if decision == UNSURE:
-            root, folder, outcome, policy = self.settings.unsure, self.settings.unsure, Outcome.UNSURE, ExistingGenrePolicy.UNTOUCHED
+            root, folder, outcome, policy = (
+                self.settings.unsure,
+                self.settings.unsure,
+                Outcome.UNSURE,
+                ExistingGenrePolicy.UNTOUCHED,
+            )
         else:
             root, folder = self.settings.library, self.settings.library / decision
             outcome, policy = Outcome.SORTED, self.settings.existing_genre
@@ -258,7 +263,9 @@ class Sorter:
     def _finish_placed(self, record: FileRecord) -> SortOutcome:
         self._release(record)
         outcome = Outcome(record.outcome) if record.outcome else Outcome.SORTED
-        return SortOutcome(outcome, record.source, record.destination, "finished after an interruption", sha256=record.sha256)
+        return SortOutcome(
+            outcome, record.source, record.destination, "finished after an interruption", sha256=record.sha256
+        )
 
     # -- set aside: quarantine and duplicates --------------------------------------------------------------
 

@@ -122,17 +122,23 @@ def model_card(
             "scored_clips": len(scored),
             "training_only_clips": len(files) - len(scored),
             "artist_groups": len({file.group for file in files}),
-            "clips_per_genre": {genre: sum(file.genre == genre for file in scored) for genre in sorted({f.genre for f in files})},
+            "clips_per_genre": {
+                genre: sum(file.genre == genre for file in scored) for genre in sorted({f.genre for f in files})
+            },
         },
         "protocol": (
             f"5-fold cross-validation stratified by genre and grouped by artist, repeated {repeats} times with "
-            "different shuffles (probabilities averaged); fragments only ever train, and never with an artist of the test fold"
+            "different shuffles (probabilities averaged); fragments only ever train, and never with an artist of "
+            "the test fold"
         ),
         "figures": {key: figures[key] for key in (*HEADLINE_FIGURES, "per_genre", "confusion")},
         "versions": {
             "genresort": version("genresort"),
             "python": platform.python_version(),
-            **{package: version(package) for package in ("scikit-learn", "numpy", "librosa", "onnxruntime", "soundfile", "joblib")},
+            **{
+                package: version(package)
+                for package in ("scikit-learn", "numpy", "librosa", "onnxruntime", "soundfile", "joblib")
+            },
         },
     }
 
@@ -147,14 +153,17 @@ def model_card_markdown(card: dict, figures: dict, comparison_table: str) -> str
         "",
         "## Data",
         f"- Source: `{card['data']['source']}` — {card['data']['scored_clips']} scored clips, "
-        f"{card['data']['training_only_clips']} training-only fragments, {card['data']['artist_groups']} artist groups.",
-        "- Clips per genre: " + ", ".join(f"{genre} {count}" for genre, count in card["data"]["clips_per_genre"].items()),
+        f"{card['data']['training_only_clips']} training-only fragments, "
+        f"{card['data']['artist_groups']} artist groups.",
+        "- Clips per genre: "
+        + ", ".join(f"{genre} {count}" for genre, count in card["data"]["clips_per_genre"].items()),
         "",
         "## Model",
         f"- Features: `{card['feature_set']}` — summaries of the musicnn networks' outputs "
         f"({', '.join(network['name'] for network in card['networks'])}) over 3 s patches.",
         f"- Listening: clips up to {card['window_plan']['whole_clip_seconds']:.0f} s whole; longer tracks in "
-        f"{card['window_plan']['window_count']} windows of {card['window_plan']['window_seconds']:.0f} s between 10% and 90% of their length.",
+        f"{card['window_plan']['window_count']} windows of {card['window_plan']['window_seconds']:.0f} s "
+        "between 10% and 90% of their length.",
         "- Classifier: standard scaling, class-weighted logistic regression, temperature calibration on artist-grouped "
         "folds. It learns from each clip whole and from windows of it (as a long track is heard), at half weight.",
         f"- Model file: `{card['model_file']['name']}`, sha256 `{card['model_file']['sha256']}`.",
@@ -166,7 +175,8 @@ def model_card_markdown(card: dict, figures: dict, comparison_table: str) -> str
         f"- accuracy {figures['accuracy']:.3f}, balanced accuracy {figures['balanced_accuracy']:.3f}, "
         f"macro-F1 {figures['macro_f1']:.3f}, expected calibration error {figures['expected_calibration_error']:.3f}",
         f"- Decision threshold {threshold['value']:.3f}: at or above it a file is sorted; below it, it goes to the "
-        f"'unsure' folder. It sorts {threshold['coverage']:.1%} of files, of which {threshold['precision']:.1%} are right "
+        f"'unsure' folder. It sorts {threshold['coverage']:.1%} of files, of which "
+        f"{threshold['precision']:.1%} are right "
         f"(target {threshold['target_precision']:.0%}).",
         "",
         format_scores(figures),

@@ -44,8 +44,6 @@ def tempo(power: np.ndarray) -> float:
 
 def handcrafted_features(windows: list[np.ndarray], powers: list[np.ndarray]) -> np.ndarray:
     """Analysis windows (audio and power spectrogram each) -> one vector: mean and std per descriptor, tempo."""
-    descriptors = np.hstack([frame_descriptors(audio, power) for audio, power in zip(windows, powers)])
+    descriptors = np.hstack([frame_descriptors(audio, power) for audio, power in zip(windows, powers, strict=True)])
     tempos = [tempo(power) for power in powers]
-    return np.concatenate(
-        [descriptors.mean(axis=1), descriptors.std(axis=1), [np.median(tempos)]]
-    ).astype(np.float32)
+    return np.concatenate([descriptors.mean(axis=1), descriptors.std(axis=1), [np.median(tempos)]]).astype(np.float32)
