@@ -163,7 +163,7 @@ class Sorter:
         try:
             status = path.stat()
             sha256 = sha256_file(path)
-            record = self._claim(path, sha256, status)
+            record = self.journal.claim(path, sha256, status.st_size, status.st_mtime_ns)
             outcome = self._sort(path, record, status.st_size)
         except FileNotFoundError:
             outcome = SortOutcome(Outcome.SKIPPED, path, reason="the file is gone")
@@ -177,9 +177,6 @@ class Sorter:
         outcome = replace(outcome, seconds=time.monotonic() - started)
         self._log(outcome, record)
         return outcome
-
-    def _claim(self, path: Path, sha256: str, status: os.stat_result) -> FileRecord:
-        return self.journal.claim(path, sha256, status.st_size, status.st_mtime_ns)
 
     def _sort(self, path: Path, record: FileRecord, size: int) -> SortOutcome:
         if record.step == Step.PLACED:  # placed before a crash: only the release is left
@@ -212,13 +209,9 @@ class Sorter:
 
     def _place_sorted(self, path: Path, record: FileRecord, prediction: Prediction) -> SortOutcome:
         decision = decide(prediction, self.threshold)
-        if decision == UNSURE:
-            root, folder, outcome, policy = (
-                self.settings.unsure,
-                self.settings.unsure,
-                Outcome.UNSURE,
-                ExistingGenrePolicy.UNTOUCHED,
-            )
+        if decision == UNSURE:  # a person decides: no genre a player would show, only our top 3
+            root = folder = self.settings.unsure
+            outcome, policy = Outcome.UNSURE, ExistingGenrePolicy.UNTOUCHED
         else:
             root, folder = self.settings.library, self.settings.library / decision
             outcome, policy = Outcome.SORTED, self.settings.existing_genre
@@ -262,10 +255,7 @@ class Sorter:
 
     def _finish_placed(self, record: FileRecord) -> SortOutcome:
         self._release(record)
-        outcome = Outcome(record.outcome) if record.outcome else Outcome.SORTED
-        return SortOutcome(
-            outcome, record.source, record.destination, "finished after an interruption", sha256=record.sha256
-        )
+        return _recovered(record)
 
     # -- set aside: quarantine and duplicates --------------------------------------------------------------
 
@@ -312,8 +302,7 @@ class Sorter:
         for record in self.journal.unfinished():
             staged = record.staged_path
             if record.step == Step.PLACED:
-                self._finish_placed(record)
-                self._log(_recovered(record), record)
+                self._log(self._finish_placed(record), record)
             elif record.step == Step.PLACING and staged is not None and staged.exists():
                 linked = staged.stat().st_nlink > 1 and record.destination is not None
                 placed = _sibling_by_inode(record.destination, staged.stat().st_ino) if linked else None
@@ -323,8 +312,9 @@ class Sorter:
                     self._finish_set_aside(record, placed, Step(record.outcome))
                     self._log(_recovered(record, placed), record)
                 else:
-                    self._release(self.journal.advance(record.id, Step.PLACED, destination=placed))
-                    self._log(_recovered(record, placed), record)
+                    self._log(
+                        self._finish_placed(self.journal.advance(record.id, Step.PLACED, destination=placed)), record
+                    )
             elif staged is not None:
                 discard_staged(staged)
         for root in (self.settings.library, self.settings.unsure, self.settings.quarantine):
@@ -385,9 +375,13 @@ def _same_content(path: Path, sha256: str) -> bool:
 
 
 def _recovered(record: FileRecord, placed: Path | None = None) -> SortOutcome:
-    outcome = Outcome(record.outcome) if record.outcome in {item.value for item in Outcome} else Outcome.SORTED
+    """The outcome of a file whose last steps were finished after an interruption."""
     return SortOutcome(
-        outcome, record.source, placed or record.destination, "finished after an interruption", sha256=record.sha256
+        Outcome(record.outcome or Outcome.SORTED),
+        record.source,
+        placed or record.destination,
+        "finished after an interruption",
+        sha256=record.sha256,
     )
 
 
