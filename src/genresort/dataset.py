@@ -33,7 +33,7 @@ GTZAN_GENRE_NAMES = {
 
 
 #: Bump when feature extraction changes, so cached features are recomputed.
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"
 
 
 class DataSetError(ValueError):

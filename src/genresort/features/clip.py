@@ -26,11 +26,26 @@ class ClipFeatures:
     network_outputs: dict[str, dict[str, np.ndarray]]  # network name -> output name -> (patches, width)
 
 
+#: Every clip is heard at the same loudness (RMS over its windows, about -20 dBFS): the networks' log
+#: compression is not gain-invariant, and a quiet recording (-20 dB) changed half of the model's answers.
+TARGET_RMS = 0.1
+
+
+def normalise_loudness(windows: list[np.ndarray]) -> list[np.ndarray]:
+    """Scale all windows of a clip by one gain so that their joint RMS is TARGET_RMS."""
+    energy = sum(float(np.dot(window, window)) for window in windows)
+    count = sum(len(window) for window in windows)
+    rms = np.sqrt(energy / max(count, 1))
+    gain = TARGET_RMS / rms if rms > 0 else 1.0
+    return [(window * gain).astype(np.float32) for window in windows]
+
+
 def extract_clip_features(
     windows: list[np.ndarray], networks: list[MusicnnNetwork], with_handcrafted: bool = True
 ) -> ClipFeatures:
     """Mono 16 kHz analysis windows -> handcrafted descriptors (unless not wanted: they cost a third of the
     time and the shipped model does not use them) and every network's per-patch outputs."""
+    windows = normalise_loudness(windows)
     powers = [power_spectrogram(window) for window in windows]
     patches = np.concatenate([log_mel_patches(power) for power in powers])
     handcrafted = np.zeros(0, dtype=np.float32)
