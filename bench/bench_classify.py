@@ -6,10 +6,14 @@ Every run starts fresh processes (this script with `--worker`), so each run pays
 own peak memory; the tables show the median over runs. Each round runs these workers one after the other (see
 `ROUND`), so that load from other processes hits genresort and the baseline alike:
 
-- `genresort`: import + `GenreModel.load()`, a first analysis, then `model.analyse()` on each test file; once as
-  shipped and once with a single BLAS thread;
-- `baseline`: the naive approach, decoding the whole file with librosa and feeding all of it to the same networks;
-- `windows`: the product path with 1-8 analysis windows on the 4-minute file.
+- `genresort`: import + `GenreModel.load()` + `threadpool_limits(limits=1)` (as the daemon's analysis workers and
+  `genresort classify` do), a first analysis, then `model.analyse()` on each test file;
+- `baseline`: the naive approach, decoding the whole file with librosa and feeding all of it to the same networks,
+  with default BLAS threading;
+- `windows`: the product path (one BLAS thread too) with 1-8 analysis windows on the 4-minute file.
+
+Once, after the runs, `daemon_memory()` starts a real `genresort watch`, drops the 4-minute file into its inbox
+and reads the memory of the daemon and of its analysis worker when the file is sorted (`--no-daemon` skips it).
 
 The 4- and 10-minute 44.1 kHz stereo MP3s are built at run time in a temporary folder from GTZAN clips.
 This module imports only the standard library at the top, so a worker's import cost is genresort's alone.
@@ -24,6 +28,8 @@ import itertools
 import json
 import os
 import platform
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -45,6 +51,8 @@ WINDOW_COUNTS = (1, 2, 4, 6, 8)
 AIM_CPU_PER_4_MIN = 0.4
 AIM_READY_SECONDS = 2.0
 AIM_PEAK_MB = 300.0
+DAEMON_DEADLINE_SECONDS = 300.0  # for the daemon to get ready, and then to sort the file; generous for a busy machine
+OUTCOME_EVENTS = frozenset({"file.sorted", "file.unsure", "file.duplicate", "file.quarantined"})
 
 
 def measure(call: Callable[[], T]) -> tuple[T, float, float]:
@@ -52,6 +60,15 @@ def measure(call: Callable[[], T]) -> tuple[T, float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     result = call()
     return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def one_blas_thread() -> None:
+    """What the product does right after `GenreModel.load()` (`analysis._serve`, the daemon's analysis worker
+    process, and `cli._classify`): limit every BLAS/OpenMP pool loaded by then to one thread, for good (no `with`).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
 
 
 def peak_mb() -> float:
@@ -72,11 +89,13 @@ def genresort_worker(spec: dict[str, Any]) -> Result:
     module, import_wall, import_cpu = measure(lambda: importlib.import_module("genresort.model"))
     result: Result = {"import_wall": import_wall, "import_cpu": import_cpu, "import_rss_mb": peak_mb()}
     model, result["load_wall"], result["load_cpu"] = measure(lambda: module.GenreModel.load(Path(spec["model_dir"])))
+    # Exactly as analysis._serve does right after loading the model: one BLAS thread from here on.
+    _, result["limit_wall"], result["limit_cpu"] = measure(one_blas_thread)
     result["ready_since_spawn_wall"] = time.time() - spec["spawned_at"]
     result["ready_since_spawn_cpu"] = time.process_time()  # CPU since the interpreter started
     result["load_rss_mb"] = peak_mb()
-    result["ready_wall"] = result["import_wall"] + result["load_wall"]
-    result["ready_cpu"] = result["import_cpu"] + result["load_cpu"]
+    result["ready_wall"] = result["import_wall"] + result["load_wall"] + result["limit_wall"]
+    result["ready_cpu"] = result["import_cpu"] + result["load_cpu"] + result["limit_cpu"]
     _, result["first_wall"], result["first_cpu"] = measure(lambda: model.analyse(Path(spec["files"]["30 s"])))
     for name, path in spec["files"].items():
         _, result[f"{name}_wall"], result[f"{name}_cpu"] = measure(lambda path=path: model.analyse(Path(path)))
@@ -85,7 +104,10 @@ def genresort_worker(spec: dict[str, Any]) -> Result:
 
 
 def baseline_worker(spec: dict[str, Any]) -> Result:
-    """The naive approach: decode the whole file at 16 kHz mono, then run the same networks on all of it."""
+    """The naive approach: decode the whole file at 16 kHz mono, then run the same networks on all of it.
+
+    It keeps the default BLAS threading (no `threadpool_limits`): it is the baseline, unchanged.
+    """
     import librosa
 
     from genresort.features.clip import extract_clip_features
@@ -120,6 +142,7 @@ def windows_worker(spec: dict[str, Any]) -> Result:
     from genresort.model import GenreModel
 
     model = GenreModel.load(Path(spec["model_dir"]))
+    one_blas_thread()  # as analysis._serve does right after loading the model
     path = Path(spec["files"]["4 min"])
     with_handcrafted = model.feature_set != FeatureSet.EMBEDDING  # as model.analyse() decides
     model.analyse(path)  # warm-up
@@ -147,22 +170,15 @@ WORKERS: dict[str, Callable[[dict[str, Any]], Result]] = {
     "windows": windows_worker,
 }
 
-#: What each round runs: label -> (worker, extra environment). The one environment variable set here is the
-#: experiment itself: an idle OpenBLAS thread spins after each small matrix product (the mel filter bank) and
-#: burns CPU without making anything faster, so the product is also measured with a single BLAS thread.
-ROUND: dict[str, tuple[str, dict[str, str]]] = {
-    "genresort": ("genresort", {}),
-    "genresort_1blas": ("genresort", {"OPENBLAS_NUM_THREADS": "1"}),
-    "baseline": ("baseline", {}),
-    "windows": ("windows", {}),
-}
+#: What each round runs, one after the other, in the inherited environment.
+ROUND = ("genresort", "baseline", "windows")
 
 
-def run_worker(kind: str, spec: dict[str, Any], environment: dict[str, str]) -> Result:
+def run_worker(kind: str, spec: dict[str, Any]) -> Result:
     """Run one worker in a fresh interpreter and return its results (the last line it prints)."""
     spec = {**spec, "spawned_at": time.time()}
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--spec", json.dumps(spec)]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, **environment})
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         sys.exit(f"the {kind} worker failed:\n{completed.stderr}")
     return {**json.loads(completed.stdout.splitlines()[-1]), "loadavg_1min": os.getloadavg()[0]}
@@ -216,6 +232,147 @@ def describe(path: Path) -> dict[str, Any]:
     }
 
 
+# --- a real daemon --------------------------------------------------------------------------------------------
+
+
+def process_memory(pid: int) -> dict[str, float]:
+    """MB of one process from /proc/<pid>/status: VmHWM (peak), VmRSS = RssAnon + RssFile + RssShmem.
+
+    RssAnon is the process's own (spawned workers exec afresh, so nothing anonymous is shared with the daemon);
+    RssFile is mostly shared libraries, counted again in every process that maps them. Pss is no help for a
+    total here: it splits those pages with every process on the machine that maps the same libraries (the
+    benchmark itself, a team-mate's test run), so it changed by 50 MB between two runs of the same code.
+    """
+    memory = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            memory[key] = int(value.split()[0]) / 1024  # kB
+    return memory
+
+
+def child_pids(parent: int) -> list[int]:
+    """Live children of `parent`, from /proc/*/stat (this kernel has no /proc/<pid>/task/*/children)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat_line = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, parent_pid = stat_line[stat_line.rindex(")") + 2 :].split()[:2]  # the name may hold ")"
+        if int(parent_pid) == parent and state != "Z":
+            children.append(int(entry.name))
+    return sorted(children)
+
+
+def process_role(pid: int) -> str:
+    command = (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")).strip()
+    if "resource_tracker" in command:
+        return "multiprocessing resource tracker"
+    if "spawn_main" in command:
+        return "analysis worker"
+    return command[:60]
+
+
+def daemon_tree_memory(pid: int) -> dict[str, dict[str, float]]:
+    """{role: memory} of the daemon and each of its children."""
+    tree = {"daemon": process_memory(pid)}
+    for child in child_pids(pid):
+        try:
+            role, memory = process_role(child), process_memory(child)
+        except OSError:  # it ended meanwhile
+            continue
+        tree[role if role not in tree else f"{role} ({child})"] = memory
+    return tree
+
+
+def daemon_memory(track: Path, folder: Path, model_dir: Path) -> dict[str, Any]:
+    """Memory of a real `genresort watch` (one analysis worker, the default) that has sorted one `track`.
+
+    The daemon gets its own session (so it and its worker can be stopped together if SIGTERM fails), an empty
+    configuration file, GENRESORT_* folders under `folder` and `model_dir`; everything else is its default.
+    Memory is read when it logs `daemon.ready` and again when it logs the file's outcome; then it is stopped with
+    SIGTERM.
+    """
+    import queue
+    import threading
+
+    root = folder.resolve() / "daemon"
+    (root / "inbox").mkdir(parents=True)
+    config_file = root / "empty.toml"
+    config_file.write_text("")
+    skipped = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GENRESORT_") and key not in skipped}
+    for name in ("inbox", "library", "quarantine", "unsure", "state_dir"):
+        env[f"GENRESORT_{name.upper()}"] = str(root / name)
+    env["GENRESORT_MODEL_DIR"] = str(model_dir.resolve())
+    script = Path(sys.executable).parent / "genresort"  # the installed console script, as a service runs it
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "genresort.cli"]
+    lines: queue.Queue[dict[str, Any]] = queue.Queue()
+    started = time.perf_counter()
+    with open(root / "daemon.stderr", "wb") as stderr:
+        daemon = subprocess.Popen(
+            [*command, "watch", "--config", str(config_file)],
+            env=env,
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+        )
+
+    def read() -> None:
+        for line in daemon.stdout:
+            try:
+                lines.put(json.loads(line))
+            except ValueError:
+                pass
+
+    def wait_for(events: frozenset[str] | set[str]) -> dict[str, Any]:
+        deadline = time.monotonic() + DAEMON_DEADLINE_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                record = lines.get(timeout=min(left, 1.0))
+            except queue.Empty:
+                if daemon.poll() is not None:
+                    break
+                continue
+            if record.get("event") in events:
+                return record
+        raise RuntimeError(f"the daemon did not log {sorted(events)}; its stderr is in {root / 'daemon.stderr'}")
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        wait_for({"daemon.ready"})
+        ready_seconds = time.perf_counter() - started
+        at_ready = daemon_tree_memory(daemon.pid)
+        staged = root / track.name
+        shutil.copyfile(track, staged)
+        dropped = time.perf_counter()
+        os.rename(staged, root / "inbox" / track.name)  # whole at once, as a finished download appears
+        outcome = wait_for(OUTCOME_EVENTS)
+        outcome_seconds = time.perf_counter() - dropped
+        at_outcome = daemon_tree_memory(daemon.pid)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            exit_code = daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)  # its own session: the daemon and its worker, nothing else
+            exit_code = daemon.wait()
+    return {
+        "command": " ".join([Path(command[0]).name, *command[1:], "watch"]),
+        "seconds_to_ready": ready_seconds,
+        "event": outcome["event"],
+        "seconds_drop_to_outcome": outcome_seconds,
+        "exit_code_after_sigterm": exit_code,
+        "at_ready": at_ready,
+        "at_outcome": at_outcome,
+    }
+
+
 # --- report --------------------------------------------------------------------------------------------------
 
 
@@ -240,6 +397,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def git_commit() -> str:
+    """The checked-out commit, and whether the working tree differs from it (the workers import src/ as it is)."""
+    completed = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=False)
+    return completed.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
 def medians(samples: list[Result]) -> Result:
     return {key: statistics.median(sample[key] for sample in samples) for key in samples[0]}
 
@@ -257,16 +423,19 @@ def verdict(measured: float, aim: float) -> str:
 def report(results: dict[str, Any]) -> str:
     """The medians as Markdown tables, with the conditions they were measured in."""
     medians_by_label = results["medians"]
-    g, g1, b, w = (medians_by_label[label] for label in ("genresort", "genresort_1blas", "baseline", "windows"))
+    g, b, w = (medians_by_label[label] for label in ROUND)
     files, load, end_load = results["files"], results["loadavg_start"], results["loadavg_end"]
     header = (
         f"# genresort classification benchmark\n\n{results['date']} · {results['machine']['cpus']} CPUs "
         f"({results['machine']['cpu_model']}) · Python {results['machine']['python']} · "
-        f"model {results['model']} · medians of {results['runs']} runs, each in fresh processes\n\n"
+        f"model {results['model']} · commit {results['commit']} · medians of {results['runs']} runs, each in "
+        f"fresh processes · {results['seconds'] / 60:.1f} minutes in all\n\n"
         f"Load average at start: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min); at end: "
         f"{end_load[0]:.2f}; median over the genresort workers: {g['loadavg_1min']:.2f}. Other processes at a load "
         "near the CPU count inflate wall times more than CPU times.\n\n"
-        '"1 BLAS thread": the same worker run with OPENBLAS_NUM_THREADS=1 (see the script\'s ROUND).'
+        "genresort (and the windows worker) call `threadpool_limits(limits=1)` right after `GenreModel.load()`, "
+        "as the daemon's analysis workers (`analysis._serve`) and `genresort classify` do; the baseline runs with "
+        "default BLAS threading."
     )
     file_rows = [
         [name, f"{info['duration_s']:.1f} s", f"{info['sample_rate']} Hz", str(info["channels"]), f"{info['size_mb']}"]
@@ -274,12 +443,13 @@ def report(results: dict[str, Any]) -> str:
     ]
 
     def cold(step: str, key: str) -> list[str]:
-        return [step, f"{g[key + '_wall']:.2f}", f"{g[key + '_cpu']:.2f}", f"{g1[key + '_cpu']:.2f}"]
+        return [step, f"{g[key + '_wall']:.2f}", f"{g[key + '_cpu']:.2f}"]
 
     cold_rows = [
         cold("import genresort.model", "import"),
         cold("GenreModel.load()", "load"),
-        cold("**import + load** (aim: ready in 2 s)", "ready"),
+        cold("threadpool_limits(limits=1)", "limit"),
+        cold("**ready: the three above** (aim: 2 s)", "ready"),
         cold("process start to ready (interpreter too)", "ready_since_spawn"),
         cold("first analyse() (30 s clip; one-off costs)", "first"),
     ]
@@ -288,7 +458,6 @@ def report(results: dict[str, Any]) -> str:
             name,
             f"**{g[f'{name}_cpu']:.3f}**",
             f"{g[f'{name}_wall']:.3f}",
-            f"{g1[f'{name}_cpu']:.3f}",
             f"{b[f'{name}_cpu']:.3f}",
             f"{b[f'{name}_wall']:.3f}",
             f"{b[f'{name}_decode_cpu']:.3f}",
@@ -298,14 +467,10 @@ def report(results: dict[str, Any]) -> str:
         for name in files
     ]
     memory_rows = [
-        ["genresort: after import", f"{g['import_rss_mb']:.0f}", f"{g1['import_rss_mb']:.0f}"],
-        ["genresort: after load", f"{g['load_rss_mb']:.0f}", f"{g1['load_rss_mb']:.0f}"],
-        [
-            "**genresort: after analysing all files** (aim < 300)",
-            f"**{g['peak_rss_mb']:.0f}**",
-            f"{g1['peak_rss_mb']:.0f}",
-        ],
-        ["baseline: after analysing all files whole", f"{b['peak_rss_mb']:.0f}", ""],
+        ["genresort: after import", f"{g['import_rss_mb']:.0f}"],
+        ["genresort: after load", f"{g['load_rss_mb']:.0f}"],
+        ["**genresort: after analysing all files** (aim < 300)", f"**{g['peak_rss_mb']:.0f}**"],
+        ["baseline: after analysing all files whole", f"{b['peak_rss_mb']:.0f}"],
     ]
     window_rows = [
         [
@@ -321,43 +486,64 @@ def report(results: dict[str, Any]) -> str:
     ]
     aims = [
         ("CPU per 4-min file, s", "4 min_cpu", AIM_CPU_PER_4_MIN, ".3f"),
-        ("import + load, wall s", "ready_wall", AIM_READY_SECONDS, ".2f"),
+        ("ready (import + load + limit), wall s", "ready_wall", AIM_READY_SECONDS, ".2f"),
         ("peak memory, MB", "peak_rss_mb", AIM_PEAK_MB, ".0f"),
     ]
-    aim_rows = [
-        [aim, f"{target:g}", f"{g[key]:{form}}", verdict(g[key], target), f"{g1[key]:{form}}", verdict(g1[key], target)]
-        for aim, key, target, form in aims
+    aim_rows = [[aim, f"{target:g}", f"{g[key]:{form}}", verdict(g[key], target)] for aim, key, target, form in aims]
+    sections = [
+        header,
+        "## Test files\n\n" + table(["file", "length", "rate", "channels", "MB"], file_rows),
+        "## Cold start (seconds)\n\n" + table(["step", "wall", "CPU"], cold_rows),
+        "## Per file, warm (seconds)\n\nCPU is `time.process_time()`: every thread of the process. "
+        "Ratio = genresort (one BLAS thread, as shipped) / baseline (default BLAS threading).\n\n"
+        + table(
+            [
+                "file",
+                "genresort CPU",
+                "genresort wall",
+                "baseline CPU",
+                "baseline wall",
+                "baseline decode CPU",
+                "CPU ratio",
+                "wall ratio",
+            ],
+            per_file_rows,
+        ),
+        "## Peak memory (VmHWM, the peak resident set; MB)\n\n" + table(["process", "MB"], memory_rows),
+        f"## Analysis windows on the 4-min file (CPU seconds, as shipped; window = "
+        f"{results['window_seconds']:g} s)\n\n"
+        + table(["windows", "3 s patches", "decode", "features + networks", "predict", "total", "wall"], window_rows),
+        "## Aims\n\n" + table(["aim", "target", "as shipped", "verdict"], aim_rows),
     ]
-    return "\n\n".join(
+    if results.get("daemon"):
+        sections.append(daemon_report(results["daemon"]))
+    return "\n\n".join(sections)
+
+
+def daemon_report(daemon: dict[str, Any]) -> str:
+    columns = ("VmHWM", "VmRSS", "RssAnon", "RssFile")
+    at_outcome, at_ready = daemon["at_outcome"], daemon["at_ready"]
+    rows = [
         [
-            header,
-            "## Test files\n\n" + table(["file", "length", "rate", "channels", "MB"], file_rows),
-            "## Cold start (seconds)\n\n" + table(["step", "wall", "CPU", "CPU, 1 BLAS thread"], cold_rows),
-            "## Per file, warm (seconds)\n\nCPU is `time.process_time()`: every thread of the process. "
-            "Ratio = genresort / baseline (as shipped).\n\n"
-            + table(
-                [
-                    "file",
-                    "genresort CPU",
-                    "genresort wall",
-                    "genresort CPU, 1 BLAS thread",
-                    "baseline CPU",
-                    "baseline wall",
-                    "baseline decode CPU",
-                    "CPU ratio",
-                    "wall ratio",
-                ],
-                per_file_rows,
-            ),
-            "## Peak memory (VmHWM, the peak resident set; MB)\n\n"
-            + table(["process", "as shipped", "1 BLAS thread"], memory_rows),
-            f"## Analysis windows on the 4-min file (CPU seconds, as shipped; window = "
-            f"{results['window_seconds']:g} s)\n\n"
-            + table(
-                ["windows", "3 s patches", "decode", "features + networks", "predict", "total", "wall"], window_rows
-            ),
-            "## Aims\n\n" + table(["aim", "target", "as shipped", "verdict", "1 BLAS thread", "verdict"], aim_rows),
+            role,
+            *(f"{memory[column]:.0f}" for column in columns),
+            f"{at_ready[role]['VmRSS']:.0f}" if role in at_ready else "",
         ]
+        for role, memory in at_outcome.items()
+    ]
+    total = {column: sum(memory[column] for memory in at_outcome.values()) for column in columns[1:]}
+    rows.append(["sum", "", *(f"{total[column]:.0f}" for column in columns[1:]), ""])
+    own = total["RssAnon"] + sum(memory["RssShmem"] for memory in at_outcome.values())
+    largest_shared = max(memory["RssFile"] for memory in at_outcome.values())
+    return (
+        f"## A real daemon (once; MB)\n\n`{daemon['command']}` with an empty configuration file: ready after "
+        f"{daemon['seconds_to_ready']:.1f} s; the 4-min file, dropped into the inbox, gave `{daemon['event']}` "
+        f"{daemon['seconds_drop_to_outcome']:.1f} s later (the stability wait included), when these were read; "
+        f"exit code {daemon['exit_code_after_sigterm']} after SIGTERM.\n\n"
+        + table(["process", *columns, "VmRSS at daemon.ready"], rows)
+        + f"\n\nTogether the processes hold between **{own + largest_shared:.0f}** MB (their own memory, plus the "
+        f"largest set of file pages, as if the others' were all shared with it) and **{total['VmRSS']:.0f}** MB "
+        "(the VmRSS sum, which counts every shared library again in each process)."
     )
 
 
@@ -367,6 +553,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write every sample and the medians to this file")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="GTZAN folder: DATA/<genre>/*.mp3")
     parser.add_argument("--model-dir", type=Path, default=ROOT / "models")
+    parser.add_argument("--no-daemon", action="store_true", help="skip the memory of a real `genresort watch`")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -378,6 +565,7 @@ def main() -> None:
         print(json.dumps(WORKERS[args.worker](json.loads(args.spec))))
         return
     loadavg_start = os.getloadavg()
+    commit = git_commit()
     started = time.perf_counter()
     clips = full_clips(args.data)
     model_card = json.loads((args.model_dir / "model_card.json").read_text())
@@ -389,14 +577,16 @@ def main() -> None:
         spec = {"model_dir": str(args.model_dir.resolve()), "files": {name: str(path) for name, path in files.items()}}
         samples: dict[str, list[Result]] = {label: [] for label in ROUND}
         for run in range(args.runs):
-            for label, (kind, environment) in ROUND.items():
-                samples[label].append(run_worker(kind, spec, environment))
+            for label in ROUND:
+                samples[label].append(run_worker(label, spec))
             print(f"run {run + 1}/{args.runs} done after {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        loadavg_end = os.getloadavg()  # before the daemon, which is not part of the runs
+        daemon = None if args.no_daemon else daemon_memory(files["4 min"], Path(folder), args.model_dir)
         results = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine(),
             "loadavg_start": loadavg_start,
-            "loadavg_end": os.getloadavg(),
+            "loadavg_end": loadavg_end,
             "runs": args.runs,
             "files": {name: {"path": str(path), **describe(path)} for name, path in files.items()},
             "model": f"{model_card['model_id']} sha256:{model_card['model_file']['sha256'][:12]}",
@@ -404,6 +594,9 @@ def main() -> None:
             "window_seconds": model_card["window_plan"]["window_seconds"],
             "medians": {kind: medians(runs) for kind, runs in samples.items()},
             "samples": samples,
+            "daemon": daemon,
+            "commit": commit if commit == git_commit() else f"{commit}, then {git_commit()} by the end",
+            "seconds": time.perf_counter() - started,
         }
     print(report(results))
     if args.json:
