@@ -190,7 +190,6 @@ def test_unfinished_lists_only_records_midway_oldest_first(journal: Journal) -> 
 def test_finished_lookups(journal: Journal) -> None:
     source = Path("/inbox/song.mp3")
     assert journal.find_finished_by_sha256(SHA_A) is None
-    assert not journal.is_finished(source, SHA_A)
 
     first = journal.claim(source, SHA_A, 1, 1)
     for step in (Step.STAGED, Step.PLACING, Step.PLACED):
@@ -202,9 +201,7 @@ def test_finished_lookups(journal: Journal) -> None:
 
     found = journal.find_finished_by_sha256(SHA_A)
     assert found is not None and found.id == first.id
-    assert journal.is_finished(source, SHA_A)
-    assert journal.is_finished(Path("/inbox/copy.mp3"), SHA_A)
-    assert not journal.is_finished(source, SHA_B)
+    assert journal.find_finished_by_sha256(SHA_B) is None
 
 
 def test_wal_mode_is_on(tmp_path: Path) -> None:
@@ -291,7 +288,7 @@ def test_concurrent_advances_from_threads(journal: Journal) -> None:
         thread.join()
 
     assert journal.unfinished() == []
-    assert all(journal.is_finished(record.source, record.sha256) for record in records)
+    assert all(journal.find_finished_by_sha256(record.sha256) is not None for record in records)
 
 
 def test_instance_lock_is_exclusive_across_processes_until_the_holder_is_killed(tmp_path: Path) -> None:

@@ -246,13 +246,6 @@ class Journal:
         )
         return _record_from_row(rows[0]) if rows else None
 
-    def is_finished(self, source: Path, sha256: str) -> bool:
-        rows = self._select(
-            f"SELECT 1 FROM files WHERE source = ? AND sha256 = ? AND step IN ({_FINAL_STEPS_SQL}) LIMIT 1",
-            (os.fsencode(source), sha256),
-        )
-        return bool(rows)
-
     def close(self) -> None:
         with self._lock:
             self._connection.close()
