@@ -33,6 +33,7 @@ from genresort.daemon import (
     retry_delay,
     scan_folder,
     sort_files,
+    stall_limit,
     wants_polling,
 )
 from genresort.pipeline import Outcome, SortOutcome
@@ -601,3 +602,10 @@ def test_polling_is_chosen_for_network_and_fuse_file_systems(
 
 def test_inbox_filesystem_reads_this_machine_s_mounts(inbox: Path) -> None:
     assert inbox_filesystem(inbox) is not None
+
+
+def test_a_big_file_on_a_slow_disk_gets_more_time_before_it_counts_as_stuck() -> None:
+    small = stall_limit(120.0, 5 * 1024 * 1024)
+    two_gigabytes = stall_limit(120.0, 2 * 1024**3)
+    assert 150 < small < 152
+    assert two_gigabytes > small + 400

@@ -52,6 +52,16 @@ POLLED_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "s
 LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})  # what inotify says when out of watches or instances
 FIRST_RETRY_SECONDS = 5.0
 STALL_MARGIN_SECONDS = 30.0  # beyond file_timeout_seconds, a worker on one file is stuck, not slow
+#: Hashing, copying and verifying read a file a few times: on a slow share a big file may take this long per byte,
+#: and a watchdog restart in the middle would only start it over.
+SLOW_DISK_BYTES_PER_SECOND = 5 * 1024 * 1024
+
+
+def stall_limit(file_timeout_seconds: float, size_bytes: int) -> float:
+    """Seconds after which a worker still on one file of `size_bytes` is stuck rather than slow."""
+    return file_timeout_seconds + STALL_MARGIN_SECONDS + size_bytes / SLOW_DISK_BYTES_PER_SECOND
+
+
 ERROR = "error"  # counted like an Outcome when sort_file raised
 
 SignalHandler = Callable[[int, FrameType | None], object] | int | None
@@ -555,8 +565,7 @@ class Supervisor:
         if not self._work.threads_alive():
             return {"reason": "a worker thread has died"}
         running = self._work.longest_running()
-        limit = self._settings.file_timeout_seconds + STALL_MARGIN_SECONDS
-        if running is not None and running[1] > limit:
+        if running is not None and running[1] > stall_limit(self._settings.file_timeout_seconds, _size(running[0])):
             return {"reason": "a worker is stuck on one file", "source": str(running[0]), "seconds": round(running[1])}
         return None
 
@@ -565,6 +574,13 @@ class Supervisor:
         if status != self._status:
             notify.status(status)
             self._status = status
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def tick_seconds(settings: Settings) -> float:
