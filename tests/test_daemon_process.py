@@ -45,8 +45,8 @@ from mutagen.id3 import ID3, TCON, TIT2, TPE1
 from conftest import SHARED_DATA, shared_clip, small_tmpfs, write_mp3
 from genresort.audio import AUDIO_EXTENSIONS
 from genresort.dataset import GTZAN_GENRE_NAMES
+from genresort.digest import sha256_file
 from genresort.model import DEFAULT_MODEL_DIR
-from genresort.placement import sha256_file
 from genresort.tags import TagError, audio_payload_sha256
 
 DAEMON_COMMAND = [sys.executable, "-m", "genresort.cli", "watch"]

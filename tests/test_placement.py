@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from conftest import small_tmpfs
+from genresort.digest import sha256_file
 from genresort.placement import (
     STAGING_DIR,
     DuplicateFile,
     discard_staged,
     place_file,
     release_original,
-    sha256_file,
     stage_copy,
     write_reason,
 )

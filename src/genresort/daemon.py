@@ -672,8 +672,8 @@ def watch(settings: Settings, sorter: Sorter, log: FilteringBoundLogger) -> int:
 def run_once(settings: Settings, log: FilteringBoundLogger, paths: list[Path] | None, dry_run: bool) -> int:
     """`genresort sort`: one pass over the inbox, or the given files and folders, with the daemon's code path.
 
-    Exit code 1 if any file was quarantined or failed. A dry run takes no lock, creates no folder, moves
-    nothing and prints one JSON line per file with what would happen.
+    Exit code 1 if any file was quarantined or failed. A dry run takes no lock, moves nothing and prints one
+    JSON line per file with what would happen (it does open the journal, creating the state folder if need be).
     """
     if dry_run:
         return sort_once(settings, log, paths, dry_run=True)

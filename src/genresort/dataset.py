@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from genresort.audio import AUDIO_EXTENSIONS, AudioError, WindowPlan, decode_analysis_windows
+from genresort.digest import sha256_file
 from genresort.features.clip import ClipFeatures, FeatureSet, extract_clip_features, feature_vector, window_vectors
 from genresort.features.embedding import MusicnnNetwork
 from genresort.features.spectrogram import SAMPLE_RATE
-from genresort.model import sha256_of
 
 #: Folder names of the GTZAN genres as shown in the library.
 GTZAN_GENRE_NAMES = {
@@ -103,16 +103,15 @@ class FeatureCache:
 
     def __init__(self, folder: Path, plan: WindowPlan, network_files: list[Path]) -> None:
         self.folder = folder
-        networks = sorted(sha256_of(path) for path in network_files)
+        networks = sorted(sha256_file(path) for path in network_files)
         fingerprint = f"{FEATURE_VERSION}|{plan}|{networks}".encode()
         self.variant = hashlib.sha256(fingerprint).hexdigest()[:12]
 
-    def _path(self, audio_path: Path) -> Path:
-        content = hashlib.sha256(audio_path.read_bytes()).hexdigest()
-        return self.folder / self.variant / f"{content}.npz"
+    def path_for(self, audio_path: Path) -> Path:
+        """Where the features of this file's content are kept (hashing the file once per lookup and store)."""
+        return self.folder / self.variant / f"{sha256_file(audio_path)}.npz"
 
-    def load(self, audio_path: Path) -> ClipFeatures | None:
-        path = self._path(audio_path)
+    def load(self, path: Path) -> ClipFeatures | None:
         if not path.exists():
             return None
         with np.load(path) as stored:
@@ -123,8 +122,7 @@ class FeatureCache:
                     outputs.setdefault(network, {})[output] = stored[key]
             return ClipFeatures(handcrafted=stored["handcrafted"], network_outputs=outputs)
 
-    def store(self, audio_path: Path, clip: ClipFeatures) -> None:
-        path = self._path(audio_path)
+    def store(self, path: Path, clip: ClipFeatures) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {
             f"{network}/{name}": value
@@ -142,7 +140,8 @@ def extract_features(
     """Features of every readable file (cached); unreadable files are reported and left out."""
     kept, clips = [], []
     for file in progress(files, len(files), "features"):
-        clip = cache.load(file.path)
+        cached = cache.path_for(file.path)
+        clip = cache.load(cached)
         if clip is None:
             try:
                 windows = decode_analysis_windows(file.path, SAMPLE_RATE, plan)
@@ -150,7 +149,7 @@ def extract_features(
                 print(f"skipped: {error}", file=sys.stderr)
                 continue
             clip = extract_clip_features(windows, networks)
-            cache.store(file.path, clip)
+            cache.store(cached, clip)
         kept.append(file)
         clips.append(clip)
     return kept, clips

@@ -25,7 +25,6 @@ class CrossValidation:
     genres: list[str]  # column order of `probabilities`
     true_genres: np.ndarray  # (clips,)
     probabilities: np.ndarray  # (clips, genres)
-    paths: list[Path]
 
 
 def cross_validate(
@@ -72,7 +71,6 @@ def cross_validate(
         genres=labels,
         true_genres=genres[scored_index],
         probabilities=totals / repeats,
-        paths=[files[index].path for index in scored_index],
     )
 
 

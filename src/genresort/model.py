@@ -6,7 +6,6 @@ can have changed it (permissions) and that it is the file the model card describ
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -17,6 +16,7 @@ import joblib
 import numpy as np
 
 from genresort.audio import WindowPlan, decode_analysis_windows
+from genresort.digest import sha256_file
 from genresort.features.clip import ClipFeatures, FeatureSet, extract_clip_features, feature_vector
 from genresort.features.embedding import MusicnnNetwork
 from genresort.features.spectrogram import SAMPLE_RATE
@@ -57,14 +57,6 @@ def rank(probabilities: np.ndarray, genres: list[str]) -> Prediction:
     return Prediction(genre=ranking[0][0], confidence=ranking[0][1], ranking=ranking)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_private(path: Path) -> None:
     """Refuse a file or folder that another user could have written: it would let them run code here."""
     status = os.stat(path)
@@ -82,7 +74,7 @@ def check_private(path: Path) -> None:
 
 def verified(path: Path, expected_sha256: str) -> Path:
     check_private(path)
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != expected_sha256:
         raise ModelError(
             f"refusing to load {path}: its sha256 is {actual}, but the model card says {expected_sha256}; "

@@ -10,13 +10,14 @@ retry resolves as a duplicate); partial data only ever exists under staging name
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
 import stat
 import uuid
 from pathlib import Path
+
+from genresort.digest import sha256_file
 
 STAGING_DIR = ".genresort-staging"
 REASON_SUFFIX = ".reason.json"
@@ -31,11 +32,6 @@ class DuplicateFile(Exception):
     def __init__(self, existing: Path) -> None:
         super().__init__(f"an identical file is already at {existing}")
         self.existing = existing
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def stage_copy(source: Path, destination_root: Path) -> Path:

@@ -16,10 +16,11 @@ import numpy as np
 from genresort.audio import WindowPlan
 from genresort.classifier import fit_classifier
 from genresort.dataset import DataSetError, FeatureCache, LabelledFile, extract_features, training_set
+from genresort.digest import sha256_file
 from genresort.evaluation import cross_validate, format_comparison, format_scores, plot_confusion, scores
 from genresort.features.clip import ClipFeatures, FeatureSet
 from genresort.features.embedding import MusicnnNetwork
-from genresort.model import CARD_JSON, CARD_MARKDOWN, DEFAULT_MODEL_DIR, MODEL_FILE, NETWORK_FOLDER, sha256_of
+from genresort.model import CARD_JSON, CARD_MARKDOWN, DEFAULT_MODEL_DIR, MODEL_FILE, NETWORK_FOLDER
 
 NETWORK_NAMES = ("msd_musicnn", "mtt_musicnn")
 SHIPPED_FEATURE_SET = FeatureSet.EMBEDDING
@@ -111,9 +112,9 @@ def model_card(
         "genres": sorted({file.genre for file in files}),
         "feature_set": SHIPPED_FEATURE_SET.value,
         "window_plan": asdict(WindowPlan()),
-        "model_file": {"name": MODEL_FILE, "sha256": sha256_of(model_path)},
+        "model_file": {"name": MODEL_FILE, "sha256": sha256_file(model_path)},
         "networks": [
-            {"name": path.stem, "file": str(path.relative_to(output_dir)), "sha256": sha256_of(path)}
+            {"name": path.stem, "file": str(path.relative_to(output_dir)), "sha256": sha256_file(path)}
             for path in network_files(output_dir)
         ],
         "threshold": figures["threshold"],
