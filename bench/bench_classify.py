@@ -86,7 +86,7 @@ def peak_mb() -> float:
 
 def genresort_worker(spec: dict[str, Any]) -> Result:
     """Cold start, first analysis, then the warm per-file cost and the peak memory of the product path."""
-    module, import_wall, import_cpu = measure(lambda: importlib.import_module("genresort.model"))
+    module, import_wall, import_cpu = measure(lambda: importlib.import_module("genresort.analysis.model"))
     result: Result = {"import_wall": import_wall, "import_cpu": import_cpu, "import_rss_mb": peak_mb()}
     model, result["load_wall"], result["load_cpu"] = measure(lambda: module.GenreModel.load(Path(spec["model_dir"])))
     # Exactly as analysis._serve does right after loading the model: one BLAS thread from here on.
@@ -110,9 +110,9 @@ def baseline_worker(spec: dict[str, Any]) -> Result:
     """
     import librosa
 
-    from genresort.features.clip import extract_clip_features
-    from genresort.features.spectrogram import SAMPLE_RATE
-    from genresort.model import GenreModel
+    from genresort.analysis.features.clip import extract_clip_features
+    from genresort.analysis.features.spectrogram import SAMPLE_RATE
+    from genresort.analysis.model import GenreModel
 
     model = GenreModel.load(Path(spec["model_dir"]))
 
@@ -136,10 +136,10 @@ def baseline_worker(spec: dict[str, Any]) -> Result:
 
 def windows_worker(spec: dict[str, Any]) -> Result:
     """CPU per 4-minute file for more or fewer analysis windows, split into decoding, features and prediction."""
-    from genresort.audio import decode_analysis_windows
-    from genresort.features.clip import FeatureSet, extract_clip_features
-    from genresort.features.spectrogram import SAMPLE_RATE
-    from genresort.model import GenreModel
+    from genresort.analysis.audio import decode_analysis_windows
+    from genresort.analysis.features.clip import FeatureSet, extract_clip_features
+    from genresort.analysis.features.spectrogram import SAMPLE_RATE
+    from genresort.analysis.model import GenreModel
 
     model = GenreModel.load(Path(spec["model_dir"]))
     one_blas_thread()  # as analysis._serve does right after loading the model
@@ -446,7 +446,7 @@ def report(results: dict[str, Any]) -> str:
         return [step, f"{g[key + '_wall']:.2f}", f"{g[key + '_cpu']:.2f}"]
 
     cold_rows = [
-        cold("import genresort.model", "import"),
+        cold("import genresort.analysis.model", "import"),
         cold("GenreModel.load()", "load"),
         cold("threadpool_limits(limits=1)", "limit"),
         cold("**ready: the three above** (aim: 2 s)", "ready"),

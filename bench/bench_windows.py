@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from genresort.dataset import read_manifest, training_set
-from genresort.evaluation import cross_validate, scores
-from genresort.features.clip import feature_vector, window_patches
-from genresort.training import NETWORK_NAMES, SHIPPED_FEATURE_SET, prepare
+from genresort.training.dataset import read_manifest, training_set
+from genresort.training.evaluation import cross_validate, scores
+from genresort.analysis.features.clip import feature_vector, window_patches
+from genresort.training.fit import NETWORK_NAMES, SHIPPED_FEATURE_SET, prepare
 
 WINDOW_COUNTS = (1, 2, 3, 4, 5)
 PATCHES_PER_WINDOW = 2  # a 6 s window

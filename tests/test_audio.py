@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from conftest import shared_clip, write_mp3
-from genresort.audio import (
+from genresort.analysis.audio import (
     AudioError,
     EmptyFileError,
     NotAudioError,

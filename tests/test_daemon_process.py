@@ -43,11 +43,11 @@ import pytest
 from mutagen.id3 import ID3, TCON, TIT2, TPE1
 
 from conftest import SHARED_DATA, shared_clip, small_tmpfs, write_mp3
-from genresort.audio import AUDIO_EXTENSIONS
-from genresort.dataset import GTZAN_GENRE_NAMES
+from genresort.analysis.audio import AUDIO_EXTENSIONS
 from genresort.digest import sha256_file
-from genresort.model import DEFAULT_MODEL_DIR
-from genresort.tags import TagError, audio_payload_sha256
+from genresort.library.tags import TagError, audio_payload_sha256
+from genresort.paths import DEFAULT_MODEL_DIR
+from genresort.training.dataset import GTZAN_GENRE_NAMES
 
 DAEMON_COMMAND = [sys.executable, "-m", "genresort.cli", "watch"]
 OUTCOME_EVENTS = frozenset({"file.sorted", "file.unsure", "file.duplicate", "file.quarantined"})

@@ -19,24 +19,22 @@ from structlog.testing import capture_logs
 from watchdog.events import FileCreatedEvent
 
 from genresort.config import Settings
-from genresort.daemon import (
+from genresort.service.inbox import (
     EventHints,
-    FolderError,
     InboxWatcher,
     StabilityGate,
-    WorkQueue,
     filesystem_type,
     inbox_filesystem,
     mount_points,
-    prepare_folders,
     rescan,
-    retry_delay,
     scan_folder,
-    sort_files,
-    stall_limit,
     wants_polling,
 )
-from genresort.pipeline import Outcome, SortOutcome
+from genresort.service.oneshot import sort_files
+from genresort.service.pipeline import Outcome, SortOutcome
+from genresort.service.startup import FolderError, prepare_folders
+from genresort.service.supervisor import stall_limit
+from genresort.service.workqueue import WorkQueue, retry_delay
 
 STABILITY = 5.0
 LOG = structlog.get_logger()

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import shared_clip
-from genresort.audio import WindowPlan, decode_analysis_windows
-from genresort.features.clip import FeatureSet, extract_clip_features, feature_vector
-from genresort.features.embedding import PATCH_FRAMES, MusicnnNetwork, log_mel_patches
-from genresort.features.spectrogram import SAMPLE_RATE, power_spectrogram
-from genresort.model import DEFAULT_MODEL_DIR, NETWORK_FOLDER
+from genresort.analysis.audio import WindowPlan, decode_analysis_windows
+from genresort.analysis.features.clip import FeatureSet, extract_clip_features, feature_vector
+from genresort.analysis.features.embedding import PATCH_FRAMES, MusicnnNetwork, log_mel_patches
+from genresort.analysis.features.spectrogram import SAMPLE_RATE, power_spectrogram
+from genresort.analysis.model import NETWORK_FOLDER
+from genresort.paths import DEFAULT_MODEL_DIR
 
 NETWORKS = ("msd_musicnn", "mtt_musicnn")
 
@@ -74,7 +75,7 @@ def test_handcrafted_features_are_finite_and_tell_genres_apart(networks: list[Mu
 def test_the_numpy_spectrogram_and_mel_filters_equal_librosas() -> None:
     import librosa
 
-    from genresort.features.spectrogram import HOP_LENGTH, N_FFT, mel_filters
+    from genresort.analysis.features.spectrogram import HOP_LENGTH, N_FFT, mel_filters
 
     audio = np.random.default_rng(3).standard_normal(SAMPLE_RATE * 2 + 123).astype(np.float32) * 0.2
     expected = np.abs(librosa.stft(audio, n_fft=N_FFT, hop_length=HOP_LENGTH, center=True)) ** 2

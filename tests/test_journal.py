@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from genresort.journal import AlreadyRunning, InstanceLock, Journal, Step
+from genresort.library.journal import Journal, Step
+from genresort.library.lock import AlreadyRunning, InstanceLock
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -228,7 +229,7 @@ def test_an_advance_survives_sigkill_right_after_it_returns(tmp_path: Path) -> N
         """
         import os, signal, sys
         from pathlib import Path
-        from genresort.journal import Journal, Step
+        from genresort.library.journal import Journal, Step
         journal = Journal(Path(sys.argv[1]))
         record = journal.claim(Path("/inbox/song.mp3"), "a" * 64, 1, 1)
         journal.advance(record.id, Step.STAGED, staged_path=Path("/library/.staging/1.mp3"))
@@ -297,7 +298,7 @@ def test_instance_lock_is_exclusive_across_processes_until_the_holder_is_killed(
         """
         import sys, time
         from pathlib import Path
-        from genresort.journal import InstanceLock
+        from genresort.library.lock import InstanceLock
         InstanceLock(Path(sys.argv[1])).acquire()
         print("locked", flush=True)
         time.sleep(600)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from genresort import notify
+from genresort.service import notify
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from mutagen.id3 import ID3
 from conftest import shared_clip, write_mp3
 from genresort.config import Settings
 from genresort.digest import sha256_file
-from genresort.journal import Step
-from genresort.pipeline import Outcome, Sorter, open_sorter
-from genresort.placement import STAGING_DIR, place_file, stage_copy
-from genresort.tags import audio_payload_sha256, read_genres
+from genresort.library.journal import Step
+from genresort.library.placement import STAGING_DIR, place_file, stage_copy
+from genresort.library.tags import audio_payload_sha256, read_genres
+from genresort.service.pipeline import Outcome, Sorter, open_sorter
 
 
 @pytest.fixture(scope="module")

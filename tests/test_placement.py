@@ -16,7 +16,7 @@ import pytest
 
 from conftest import small_tmpfs
 from genresort.digest import sha256_file
-from genresort.placement import (
+from genresort.library.placement import (
     STAGING_DIR,
     DuplicateFile,
     discard_staged,
@@ -236,7 +236,7 @@ _CRASHING_SORT = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from genresort import placement
+    from genresort.library import placement
 
     song, library, kill_at = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
     calls = 0

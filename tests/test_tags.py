@@ -17,8 +17,8 @@ from mutagen.id3 import APIC, COMM, ID3, TCON, TDRC, TIT2, TMCL, TMOO, TPE1, TSO
 from mutagen.oggvorbis import OggVorbis
 
 from conftest import shared_clip
-from genresort import tags as tags_module
-from genresort.tags import (
+from genresort.library import tags as tags_module
+from genresort.library.tags import (
     ExistingGenrePolicy,
     GenreTags,
     TagError,

@@ -12,12 +12,19 @@ import numpy as np
 import pytest
 
 from conftest import require_shared_data
-from genresort.classifier import grouped_splits
-from genresort.dataset import DataSetError, LabelledFile, TrainingSet, read_genre_folders, read_manifest, training_set
-from genresort.evaluation import choose_threshold, cross_validate, expected_calibration_error, scores
-from genresort.features.clip import FeatureSet
-from genresort.model import CARD_JSON, MODEL_FILE, GenreModel, ModelError
-from genresort.training import NETWORK_NAMES, prepare, train
+from genresort.analysis.features.clip import FeatureSet
+from genresort.analysis.model import CARD_JSON, MODEL_FILE, GenreModel, ModelError
+from genresort.training.classifier import grouped_splits
+from genresort.training.dataset import (
+    DataSetError,
+    LabelledFile,
+    TrainingSet,
+    read_genre_folders,
+    read_manifest,
+    training_set,
+)
+from genresort.training.evaluation import choose_threshold, cross_validate, expected_calibration_error, scores
+from genresort.training.fit import NETWORK_NAMES, prepare, train
 
 GENRES = ("Classical", "Metal", "Hip-Hop", "Jazz")
 

@@ -7,17 +7,18 @@ import json
 import sys
 from pathlib import Path
 
+from genresort.analysis.model import ModelError
 from genresort.config import ConfigError, load_settings
-from genresort.dataset import DataSetError
-from genresort.model import DEFAULT_MODEL_DIR, ModelError
+from genresort.paths import DEFAULT_MODEL_DIR
+from genresort.training.dataset import DataSetError
 
 EXIT_FAILED_FILES = 1
 EXIT_BAD_SETUP = 2
 
 
 def _watch(arguments: argparse.Namespace) -> int:
-    from genresort.daemon import run_daemon
     from genresort.logs import configure_logging, get_logger
+    from genresort.service.daemon import run_daemon
 
     settings = load_settings(arguments.config)
     configure_logging(settings.log_file)
@@ -25,8 +26,8 @@ def _watch(arguments: argparse.Namespace) -> int:
 
 
 def _sort(arguments: argparse.Namespace) -> int:
-    from genresort.daemon import run_once
     from genresort.logs import configure_logging, get_logger
+    from genresort.service.oneshot import run_once
 
     settings = load_settings(arguments.config)
     configure_logging(settings.log_file)
@@ -36,8 +37,8 @@ def _sort(arguments: argparse.Namespace) -> int:
 def _classify(arguments: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
-    from genresort.audio import AudioError
-    from genresort.model import GenreModel, decide
+    from genresort.analysis.audio import AudioError
+    from genresort.analysis.model import GenreModel, decide
 
     model = GenreModel.load(arguments.model)
     threadpool_limits(limits=1)  # a second BLAS thread spins after each small product: 25% more CPU, no gain
@@ -75,7 +76,7 @@ def _classify(arguments: argparse.Namespace) -> int:
 
 
 def _data_source(arguments: argparse.Namespace):
-    from genresort.dataset import read_genre_folders, read_manifest
+    from genresort.training.dataset import read_genre_folders, read_manifest
 
     if arguments.manifest:
         return read_manifest(arguments.manifest)
@@ -83,7 +84,7 @@ def _data_source(arguments: argparse.Namespace):
 
 
 def _train(arguments: argparse.Namespace) -> int:
-    from genresort.training import train
+    from genresort.training.fit import train
 
     card = train(
         _data_source(arguments),
@@ -101,7 +102,7 @@ def _train(arguments: argparse.Namespace) -> int:
 
 
 def _evaluate(arguments: argparse.Namespace) -> int:
-    from genresort.training import evaluate
+    from genresort.training.fit import evaluate
 
     print(evaluate(_data_source(arguments), arguments.report, arguments.cache))
     return 0

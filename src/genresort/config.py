@@ -14,11 +14,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from genresort.model import DEFAULT_MODEL_DIR
-from genresort.tags import ExistingGenrePolicy
+from genresort.paths import DEFAULT_CONFIG_FILE, DEFAULT_MODEL_DIR, PROJECT_DIR
 
-PROJECT_DIR = DEFAULT_MODEL_DIR.parent
-DEFAULT_CONFIG_FILE = PROJECT_DIR / "config" / "genresort.toml"
 PATH_KEYS = ("inbox", "library", "quarantine", "unsure", "state_dir", "model_dir", "log_file")
 
 
@@ -38,8 +35,8 @@ class Settings(BaseSettings):
     confidence_threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="below this a file goes to `unsure`; unset: the model card's value"
     )
-    existing_genre: ExistingGenrePolicy = Field(
-        ExistingGenrePolicy.OVERWRITE, description="a genre tag the file already has: keep, overwrite or add"
+    existing_genre: Literal["keep", "overwrite", "add", "untouched"] = Field(
+        "overwrite", description="a genre tag the file already has: keep, overwrite or add"
     )
     stability_seconds: float = Field(5.0, gt=0, description="size and mtime unchanged this long before a file is taken")
     rescan_seconds: float = Field(300.0, gt=0, description="full rescan of the inbox every so often")

@@ -14,8 +14,8 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 from sklearn.pipeline import Pipeline
 
-from genresort.classifier import fit_classifier, grouped_splits
-from genresort.dataset import LabelledFile, TrainingSet
+from genresort.training.classifier import fit_classifier, grouped_splits
+from genresort.training.dataset import LabelledFile, TrainingSet
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from enum import StrEnum
 
 import numpy as np
 
-from genresort.features.embedding import MusicnnNetwork, log_mel_patches, summarise_outputs
-from genresort.features.spectrogram import power_spectrogram
+from genresort.analysis.features.embedding import MusicnnNetwork, log_mel_patches, summarise_outputs
+from genresort.analysis.features.spectrogram import power_spectrogram
 
 
 class FeatureSet(StrEnum):
@@ -50,7 +50,7 @@ def extract_clip_features(
     patches = np.concatenate([log_mel_patches(power) for power in powers])
     handcrafted = np.zeros(0, dtype=np.float32)
     if with_handcrafted:
-        from genresort.features.handcrafted import handcrafted_features  # imports librosa: only when needed
+        from genresort.analysis.features.handcrafted import handcrafted_features  # imports librosa: only when needed
 
         handcrafted = handcrafted_features(windows, powers)
     return ClipFeatures(

@@ -15,20 +15,18 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from genresort.audio import WindowPlan, decode_analysis_windows
+from genresort.analysis.audio import WindowPlan, decode_analysis_windows
+from genresort.analysis.features.clip import ClipFeatures, FeatureSet, extract_clip_features, feature_vector
+from genresort.analysis.features.embedding import MusicnnNetwork
+from genresort.analysis.features.spectrogram import SAMPLE_RATE
 from genresort.digest import sha256_file
-from genresort.features.clip import ClipFeatures, FeatureSet, extract_clip_features, feature_vector
-from genresort.features.embedding import MusicnnNetwork
-from genresort.features.spectrogram import SAMPLE_RATE
+from genresort.paths import DEFAULT_MODEL_DIR
 
 MODEL_FILE = "genre_model.joblib"
 CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "MODEL_CARD.md"
 NETWORK_FOLDER = "musicnn"
 UNSURE = "unsure"
-
-#: The default model shipped with the project (an editable install keeps it beside the sources).
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
 class ModelError(Exception):

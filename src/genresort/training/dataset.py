@@ -11,11 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from genresort.audio import AUDIO_EXTENSIONS, AudioError, WindowPlan, decode_analysis_windows
+from genresort.analysis.audio import AUDIO_EXTENSIONS, AudioError, WindowPlan, decode_analysis_windows
+from genresort.analysis.features.clip import (
+    ClipFeatures,
+    FeatureSet,
+    extract_clip_features,
+    feature_vector,
+    window_vectors,
+)
+from genresort.analysis.features.embedding import MusicnnNetwork
+from genresort.analysis.features.spectrogram import SAMPLE_RATE
 from genresort.digest import sha256_file
-from genresort.features.clip import ClipFeatures, FeatureSet, extract_clip_features, feature_vector, window_vectors
-from genresort.features.embedding import MusicnnNetwork
-from genresort.features.spectrogram import SAMPLE_RATE
 
 #: Folder names of the GTZAN genres as shown in the library.
 GTZAN_GENRE_NAMES = {

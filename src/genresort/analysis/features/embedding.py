@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from genresort.features.spectrogram import mel_filters
+from genresort.analysis.features.spectrogram import mel_filters
 
 PATCH_FRAMES = 187
 MEL_BANDS = 96

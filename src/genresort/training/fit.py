@@ -13,14 +13,15 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from genresort.audio import WindowPlan
-from genresort.classifier import fit_classifier
-from genresort.dataset import DataSetError, FeatureCache, LabelledFile, extract_features, training_set
+from genresort.analysis.audio import WindowPlan
+from genresort.analysis.features.clip import ClipFeatures, FeatureSet
+from genresort.analysis.features.embedding import MusicnnNetwork
+from genresort.analysis.model import CARD_JSON, CARD_MARKDOWN, MODEL_FILE, NETWORK_FOLDER
 from genresort.digest import sha256_file
-from genresort.evaluation import cross_validate, format_comparison, format_scores, plot_confusion, scores
-from genresort.features.clip import ClipFeatures, FeatureSet
-from genresort.features.embedding import MusicnnNetwork
-from genresort.model import CARD_JSON, CARD_MARKDOWN, DEFAULT_MODEL_DIR, MODEL_FILE, NETWORK_FOLDER
+from genresort.paths import DEFAULT_MODEL_DIR
+from genresort.training.classifier import fit_classifier
+from genresort.training.dataset import DataSetError, FeatureCache, LabelledFile, extract_features, training_set
+from genresort.training.evaluation import cross_validate, format_comparison, format_scores, plot_confusion, scores
 
 NETWORK_NAMES = ("msd_musicnn", "mtt_musicnn")
 SHIPPED_FEATURE_SET = FeatureSet.EMBEDDING

@@ -9,7 +9,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
-from genresort.features.spectrogram import HOP_LENGTH, N_FFT, SAMPLE_RATE
+from genresort.analysis.features.spectrogram import HOP_LENGTH, N_FFT, SAMPLE_RATE
 
 MFCC_COUNT = 20
 MEL_BANDS = 96

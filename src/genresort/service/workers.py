@@ -15,8 +15,8 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from genresort import audio
-from genresort.model import GenreModel, ModelError, Prediction
+from genresort.analysis import audio
+from genresort.analysis.model import GenreModel, ModelError, Prediction
 
 _CONTEXT = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded process
 _STARTUP_SECONDS = 120.0

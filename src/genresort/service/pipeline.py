@@ -19,12 +19,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from genresort.analysis import AnalyserPool, AnalysisCrashed, AnalysisTimeout
-from genresort.audio import AUDIO_EXTENSIONS, AudioError
+from genresort.analysis.audio import AudioError
+from genresort.analysis.model import UNSURE, Prediction, decide
 from genresort.config import Settings
-from genresort.journal import FileRecord, Journal, Step
-from genresort.model import UNSURE, Prediction, decide
-from genresort.placement import (
+from genresort.library.journal import FileRecord, Journal, Step
+from genresort.library.placement import (
     STAGING_DIR,
     DuplicateFile,
     discard_staged,
@@ -34,9 +33,9 @@ from genresort.placement import (
     stage_copy,
     write_reason,
 )
-from genresort.tags import ExistingGenrePolicy, GenreTags, TagError, write_genre_tags
+from genresort.library.tags import ExistingGenrePolicy, GenreTags, TagError, write_genre_tags
+from genresort.service.workers import AnalyserPool, AnalysisCrashed, AnalysisTimeout
 
-PARTIAL_DOWNLOAD_SUFFIXES = (".part", ".crdownload", ".filepart", ".tmp", ".partial", ".download", ".!qb")
 DUPLICATES_FOLDER = "duplicates"
 #: Errors that say "not now" rather than "this file is bad": retried with backoff, never quarantined.
 TRANSIENT_ERRNOS = frozenset(
@@ -79,15 +78,6 @@ class SortOutcome:
     sha256: str | None = None
     prediction: Prediction | None = None
     decision: str | None = None
-
-
-def is_candidate(path: Path) -> bool:
-    """A music file by its name, and not a partial download or hidden file (hidden folders below the inbox
-    are the scanner's and the event filter's business: the inbox itself may well sit below one)."""
-    name = path.name.lower()
-    if name.startswith(".") or "~syncthing~" in name or name.endswith(PARTIAL_DOWNLOAD_SUFFIXES):
-        return False
-    return path.suffix.lower() in AUDIO_EXTENSIONS
 
 
 def is_transient(error: OSError) -> bool:
@@ -214,7 +204,7 @@ class Sorter:
             outcome, policy = Outcome.UNSURE, ExistingGenrePolicy.UNTOUCHED
         else:
             root, folder = self.settings.library, self.settings.library / decision
-            outcome, policy = Outcome.SORTED, self.settings.existing_genre
+            outcome, policy = Outcome.SORTED, ExistingGenrePolicy(self.settings.existing_genre)
         staged = stage_copy(path, root)
         record = self.journal.advance(record.id, Step.STAGED, staged_path=staged)
         reason = None

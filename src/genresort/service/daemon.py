@@ -1,0 +1,76 @@
+"""`genresort watch`: the wiring of the daemon. The inbox watcher offers files to the stability gate, the
+supervisor hands stable ones to the work queue, whose workers sort them with the crash-safe pipeline."""
+
+from __future__ import annotations
+
+import os
+
+from structlog.typing import FilteringBoundLogger
+
+from genresort.config import Settings
+from genresort.service import notify
+from genresort.service.inbox import LIMIT_ERRNOS, InboxWatcher, StabilityGate, inbox_filesystem, rescan, wants_polling
+from genresort.service.pipeline import Sorter
+from genresort.service.startup import lock_state_folder, start_sorter
+from genresort.service.supervisor import EXIT_REFUSED, StopSignals, Supervisor, finish_in_flight, tick_seconds
+from genresort.service.workqueue import WorkQueue
+
+
+def run_daemon(settings: Settings, log: FilteringBoundLogger) -> int:
+    """`genresort watch`: sort every file that arrives in the inbox until SIGTERM or SIGINT; the exit code."""
+    lock = lock_state_folder(settings, log)
+    if lock is None:
+        return EXIT_REFUSED
+    try:
+        sorter = start_sorter(settings, log)
+        if sorter is None:
+            return EXIT_REFUSED
+        try:
+            return watch(settings, sorter, log)
+        finally:
+            sorter.close()
+    finally:
+        lock.release()
+
+
+def watch(settings: Settings, sorter: Sorter, log: FilteringBoundLogger) -> int:
+    """The daemon proper, once the state folder is ours and the model loaded.
+
+    Signals are caught only from here on: while the model loads nothing is in flight, so a stop may be abrupt.
+    """
+    inbox = settings.inbox.absolute()
+    filesystem = inbox_filesystem(inbox)
+    polling = wants_polling(settings.polling, filesystem)
+    gate = StabilityGate(settings.stability_seconds)
+    work = WorkQueue(sorter.sort_file, settings.workers, settings.retry_max_seconds, log)
+    watcher = InboxWatcher(inbox, polling, gate.offer)
+    with StopSignals() as signals:
+        sorter.recover()
+        work.start()
+        try:
+            watcher.start()
+        except OSError as error:
+            hint = ' (inotify limits reached: raise them, or set polling = "on")' if error.errno in LIMIT_ERRNOS else ""
+            log.error("daemon.refused", reason=f"cannot watch the inbox {inbox}: {error}{hint}")
+            finish_in_flight(work, signals, settings.file_timeout_seconds, tick_seconds(settings), log)
+            return EXIT_REFUSED
+        rescan(inbox, gate.offer, log)
+        notify.ready()
+        log.info(
+            "daemon.ready",
+            inbox=str(inbox),
+            library=str(settings.library),
+            model=sorter.model_id,
+            workers=settings.workers,
+            polling=polling,
+            filesystem=filesystem,
+            pid=os.getpid(),
+        )
+        exit_code = Supervisor(settings, inbox, gate, work, watcher, signals, log).run()
+        reason = signals.received[0] if signals.received else "the inbox can no longer be watched"
+        log.info("daemon.stopping", reason=reason, in_flight=work.in_flight())
+        notify.stopping()
+        watcher.stop()
+        finished = finish_in_flight(work, signals, settings.file_timeout_seconds, tick_seconds(settings), log)
+    log.info("daemon.stopped", exit_code=exit_code, abandoned=work.in_flight(), finished=finished, **work.outcomes())
+    return exit_code

@@ -1,0 +1,135 @@
+"""`genresort sort`: one pass over the inbox (or the given files) through the daemon's code path, then exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+
+from structlog.typing import FilteringBoundLogger
+
+from genresort.config import Settings
+from genresort.service.inbox import StabilityGate, is_candidate, scan_folder
+from genresort.service.pipeline import Outcome, Sorter, SortOutcome
+from genresort.service.startup import lock_state_folder, start_sorter
+from genresort.service.supervisor import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, StopSignals, finish_in_flight, tick_seconds
+from genresort.service.workqueue import ERROR, WorkQueue
+
+
+def run_once(settings: Settings, log: FilteringBoundLogger, paths: list[Path] | None, dry_run: bool) -> int:
+    """`genresort sort`: one pass over the inbox, or the given files and folders, with the daemon's code path.
+
+    Exit code 1 if any file was quarantined or failed. A dry run takes no lock, moves nothing and prints one
+    JSON line per file with what would happen (it does open the journal, creating the state folder if need be).
+    """
+    if dry_run:
+        return sort_once(settings, log, paths, dry_run=True)
+    lock = lock_state_folder(settings, log)
+    if lock is None:
+        return EXIT_REFUSED
+    try:
+        return sort_once(settings, log, paths, dry_run=False)
+    finally:
+        lock.release()
+
+
+def sort_once(settings: Settings, log: FilteringBoundLogger, paths: list[Path] | None, dry_run: bool) -> int:
+    """The pass itself, once the state folder is ours (a dry run goes without)."""
+    sorter = start_sorter(settings, log)
+    if sorter is None:
+        return EXIT_REFUSED
+    try:
+        if not dry_run:
+            sorter.recover()
+        sort_file = partial(plan_and_print, sorter) if dry_run else sorter.sort_file
+        return sort_files(settings, sort_file, paths, log)
+    finally:
+        sorter.close()
+
+
+def sort_files(
+    settings: Settings,
+    sort_file: Callable[[Path], SortOutcome],
+    paths: list[Path] | None,
+    log: FilteringBoundLogger,
+) -> int:
+    """Sort each file on the workers, without retries; EXIT_FAILED if one failed or a signal cut the pass short."""
+    started = time.monotonic()
+    files, missing = files_to_sort(settings, paths, log)
+    work = WorkQueue(sort_file, settings.workers, retry_max_seconds=None, log=log)
+    with StopSignals() as signals:
+        work.start()
+        sort_when_stable(files, work, settings, signals)
+        if signals.requested.is_set():
+            log.info("daemon.stopping", reason=signals.received[0], in_flight=work.in_flight())
+        finish_in_flight(work, signals, settings.file_timeout_seconds, tick_seconds(settings), log)
+    outcomes = work.outcomes()
+    log.info(
+        "scan.finished", files=len(files), missing=missing, seconds=round(time.monotonic() - started, 3), **outcomes
+    )
+    failed = missing + outcomes[Outcome.QUARANTINED] + outcomes[Outcome.RETRY] + outcomes[ERROR]
+    return EXIT_FAILED if failed or signals.requested.is_set() else EXIT_OK
+
+
+def files_to_sort(settings: Settings, paths: list[Path] | None, log: FilteringBoundLogger) -> tuple[list[Path], int]:
+    """The candidate files in the inbox, or in the given files and folders; and how many given paths are missing."""
+    if paths is None:
+        return list(scan_folder(settings.inbox.absolute(), log)), 0
+    files: list[Path] = []
+    missing = 0
+    for given in paths:
+        path = given.absolute()
+        if path.is_dir():
+            files.extend(scan_folder(path, log))
+        elif not path.exists():
+            log.error("file.error", source=str(path), error="no such file or folder")
+            missing += 1
+        elif is_candidate(path):
+            files.append(path)
+        else:
+            log.warning("file.skipped", source=str(path), reason="not a music file, or a partial download")
+    return files, missing
+
+
+def sort_when_stable(files: list[Path], work: WorkQueue, settings: Settings, signals: StopSignals) -> None:
+    """Sort each file, first waiting for those changed in the last stability_seconds to settle; returns
+    when all are done or a stop was requested."""
+    gate = StabilityGate(settings.stability_seconds)
+    for path in files:
+        if changed_recently(path, settings.stability_seconds):
+            gate.offer(path)
+        else:
+            work.submit(path)
+    while not signals.requested.wait(tick_seconds(settings)):
+        for path in gate.release_stable():
+            work.submit(path)
+        if gate.watching() == 0 and work.idle():
+            return
+
+
+def changed_recently(path: Path, seconds: float) -> bool:
+    """By the file's mtime (wall clock): a file last written long ago need not be watched for a while."""
+    try:
+        modified = os.stat(path).st_mtime_ns / 1e9
+    except OSError:
+        return False  # gone: sort_file will report it
+    return time.time() - modified < seconds
+
+
+_print_lock = threading.Lock()
+
+
+def plan_and_print(sorter: Sorter, path: Path) -> SortOutcome:
+    """One JSON line on stdout saying what sorting the file would do; whole lines even from several workers."""
+    outcome = sorter.plan(path)
+    line = json.dumps(asdict(outcome), default=str, ensure_ascii=False)
+    with _print_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    return outcome
