@@ -6,6 +6,7 @@ One line per outcome, with a stable event name (`file.sorted`, `file.unsure`, `f
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from pathlib import Path
@@ -50,3 +51,9 @@ def configure_logging(log_file: Path | None = None, stream: TextIO = sys.stdout)
 
 def get_logger() -> structlog.typing.FilteringBoundLogger:
     return structlog.get_logger()
+
+
+def path_text(path: Path) -> str:
+    """A path as text that can always be written: bytes that are not UTF-8 (old drives, SMB shares) are shown as
+    \\xNN escapes instead of the lone surrogates Python decodes them to, which no UTF-8 stream accepts."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
