@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from mutagen.id3 import APIC, ID3, TIT2
 
 from conftest import shared_clip, write_mp3
 from genresort.analysis.audio import (
@@ -20,6 +21,7 @@ from genresort.analysis.audio import (
     WindowPlan,
     analysis_windows,
     decode_analysis_windows,
+    probe,
 )
 
 RATE = 16_000
@@ -129,3 +131,83 @@ def test_an_unreadable_file_is_an_os_error_not_bad_audio(tmp_path: Path) -> None
     folder.mkdir()
     with pytest.raises(IsADirectoryError):
         decode_analysis_windows(folder, RATE, WindowPlan())
+
+
+MPEG1_LAYER3_NO_CRC = b"\xff\xfb"
+MPEG1_LAYER3_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+MPEG1_SAMPLE_RATES = (44100, 48000, 32000)
+OLD_RIP_SECONDS = 180.0
+MEGABYTE = 1 << 20
+
+
+def without_xing_frame(mp3: bytes) -> bytes:
+    """The stream with its first frame cut when that frame is a Xing/Info header: what `ffmpeg -write_xing 0`
+    writes. libsndfile writes MPEG-1 Layer III without CRC and without an ID3 tag, so the first frame is at 0."""
+    assert mp3.startswith(MPEG1_LAYER3_NO_CRC)
+    header = int.from_bytes(mp3[:4], "big")
+    kbps = MPEG1_LAYER3_KBPS[header >> 12 & 0xF]
+    sample_rate = MPEG1_SAMPLE_RATES[header >> 10 & 0x3]
+    padding = header >> 9 & 0x1
+    mono = header >> 6 & 0x3 == 0x3
+    side_info_end = 4 + (17 if mono else 32)
+    assert mp3[side_info_end : side_info_end + 4] in (b"Xing", b"Info")
+    return mp3[144_000 * kbps // sample_rate + padding :]
+
+
+def with_id3_tag(path: Path, cover_bytes: int) -> Path:
+    """Add an ID3 tag with a title and, if `cover_bytes`, a JPEG-looking front cover of that size (as mutagen saves
+    it: the tag goes before the audio)."""
+    tag = ID3()
+    tag.add(TIT2(encoding=3, text="An old rip"))
+    if cover_bytes:
+        jpeg = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + np.random.default_rng(2).bytes(cover_bytes) + b"\xff\xd9"
+        tag.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="Cover", data=jpeg))
+    tag.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def old_rip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """Three minutes of a tone in noise as a 320 kbps stereo 44.1 kHz MP3, as libsndfile writes it (with an Info
+    frame); encoded once, in about 5 s."""
+    sample_rate = 44100
+    time = np.arange(int(OLD_RIP_SECONDS * sample_rate)) / sample_rate
+    signal = 0.1 * np.sin(2 * np.pi * 440 * time) + 0.02 * np.random.default_rng(3).standard_normal(len(time))
+    path = tmp_path_factory.mktemp("old-rip") / "encoded.mp3"
+    stereo = np.repeat(signal[:, np.newaxis], 2, axis=1).astype(np.float32)
+    soundfile.write(path, stereo, sample_rate, format="MP3", bitrate_mode="CONSTANT", compression_level=0.0)
+    return path.read_bytes()
+
+
+def test_libsndfile_counts_the_tag_as_audio_when_there_is_no_xing_header(old_rip: bytes, tmp_path: Path) -> None:
+    """The root cause: without a Xing header libsndfile guesses the length from the file size, cover included."""
+    path = tmp_path / "old-rip.mp3"
+    path.write_bytes(without_xing_frame(old_rip))
+    with_id3_tag(path, cover_bytes=MEGABYTE)
+    guessed = soundfile.info(str(path)).duration
+    assert guessed == pytest.approx(path.stat().st_size * 8 / 320_000, rel=0.01)
+    assert guessed > OLD_RIP_SECONDS + 20
+
+
+@pytest.mark.parametrize("cover_bytes", [0, MEGABYTE, 20 * MEGABYTE], ids=["no-cover", "1MB-cover", "20MB-cover"])
+def test_an_mp3_without_xing_header_and_with_a_big_cover_is_heard_whole(
+    old_rip: bytes, tmp_path: Path, cover_bytes: int
+) -> None:
+    plain = tmp_path / "plain.mp3"
+    plain.write_bytes(without_xing_frame(old_rip))
+    tagged = with_id3_tag(Path(shutil.copyfile(plain, tmp_path / "tagged.mp3")), cover_bytes)
+    assert probe(tagged).duration == pytest.approx(OLD_RIP_SECONDS, abs=0.5)
+    plan = WindowPlan(window_seconds=6.0, window_count=4)
+    windows = decode_analysis_windows(tagged, RATE, plan)
+    assert [len(window) for window in windows] == [6 * RATE] * 4
+    for heard, expected in zip(windows, decode_analysis_windows(plain, RATE, plan), strict=True):
+        np.testing.assert_array_equal(heard, expected)  # the tag changes nothing of what is heard
+
+
+def test_an_mp3_with_a_cover_cut_in_half_is_still_truncated(old_rip: bytes, tmp_path: Path) -> None:
+    """The Info header promises three minutes; half of them are there."""
+    path = tmp_path / "half.mp3"
+    path.write_bytes(old_rip[: len(old_rip) // 2])
+    with_id3_tag(path, cover_bytes=MEGABYTE)
+    with pytest.raises(TruncatedAudioError, match=r"header promises 180\.0 s.*truncated"):
+        decode_analysis_windows(path, RATE, WindowPlan())

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import mutagen
+import mutagen.mp3
 import numpy as np
 import soundfile
 import soxr
@@ -76,7 +78,25 @@ def probe(path: Path) -> AudioInfo:
         raise NotAudioError(path, "not a readable audio file (no MP3, WAV, FLAC or OGG stream found)") from error
     if info.frames <= 0 or info.samplerate <= 0:
         raise NotAudioError(path, "the audio stream holds no samples")
-    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames), str(info.format))
+    frames = int(info.frames)
+    if info.format == "MP3":
+        frames = mp3_frames(path, frames, int(info.samplerate))
+    return AudioInfo(path, int(info.samplerate), int(info.channels), frames, str(info.format))
+
+
+def mp3_frames(path: Path, libsndfile_frames: int, sample_rate: int) -> int:
+    """The length of an MP3's audio, in frames, with its ID3 tag left out.
+
+    Without a Xing header libsndfile guesses the length from the file size, tag included, so a 20 MB cover
+    adds minutes of sound that is not there. mutagen skips the tag (it reads its 10-byte header, not the tag)
+    before it reads the Xing header or, without one, guesses from the size of the audio alone.
+    """
+    try:
+        with open(path, "rb") as stream:
+            seconds = mutagen.mp3.MPEGInfo(stream).length
+    except mutagen.MutagenError:  # no MPEG frame where mutagen looks for one: libsndfile's count is all we have
+        return libsndfile_frames
+    return min(libsndfile_frames, round(seconds * sample_rate))
 
 
 @dataclass(frozen=True)
