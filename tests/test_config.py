@@ -1,4 +1,4 @@
-"""Configuration: defaults, the TOML file, GENRESORT_* variables over both, and clear refusals."""
+"""Configuration: arguments over GENRESORT_* variables over the TOML file over defaults, and clear refusals."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from genresort.config import DEFAULT_CONFIG_FILE, ConfigError, Settings, load_settings
+from genresort.config import DEFAULT_CONFIG_FILE, ConfigError, Settings, environment_values, load_settings
 
 
 def test_the_documented_file_names_every_setting() -> None:
@@ -24,19 +24,88 @@ def test_relative_paths_in_a_file_are_relative_to_the_file(tmp_path: Path) -> No
     assert settings.library == Path("/srv/library") and settings.workers == 2
 
 
-def test_environment_variables_override_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_variables_override_the_file_which_overrides_the_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "genresort.toml"
-    config.write_text(f'inbox = "{tmp_path}/a"\nworkers = 2\n')
+    config.write_text(f'inbox = "{tmp_path}/a"\nworkers = 2\nrescan_seconds = 10\n')
     monkeypatch.setenv("GENRESORT_INBOX", str(tmp_path / "b"))
     monkeypatch.setenv("GENRESORT_WORKERS", "3")
     settings = load_settings(config)
     assert settings.inbox == tmp_path / "b" and settings.workers == 3
+    assert (
+        settings.rescan_seconds == 10
+        and settings.stability_seconds == Settings.model_fields["stability_seconds"].default
+    )
+
+
+def test_arguments_override_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that builds its own Settings must never be redirected into a real library by the environment."""
+    monkeypatch.setenv("GENRESORT_LIBRARY", str(tmp_path / "real-library"))
+    monkeypatch.setenv("GENRESORT_WORKERS", "3")
+    settings = Settings(inbox=tmp_path / "inbox", library=tmp_path / "test-library")
+    assert settings.library == tmp_path / "test-library" and settings.workers == 3
+
+
+def test_a_misspelt_environment_variable_is_refused_with_the_closest_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENRESORT_INBX", "/srv/music/inbox")
+    with pytest.raises(ConfigError, match=r"GENRESORT_INBX is not a setting \(did you mean GENRESORT_INBOX\?\)"):
+        load_settings()
+
+
+def test_an_environment_variable_far_from_every_setting_is_refused_with_the_list() -> None:
+    with pytest.raises(ConfigError, match="GENRESORT_SOMETHING is not a setting .known: GENRESORT_INBOX, "):
+        environment_values({"GENRESORT_SOMETHING": "1"})
+
+
+def test_environment_variables_are_read_in_any_case_and_others_are_left_alone() -> None:
+    values = environment_values({"genresort_workers": "2", "GENRESORT_INBOX": "/in", "HOME": "/root"})
+    assert values == {"workers": "2", "inbox": "/in"}
+
+
+@pytest.mark.parametrize("key", ["stability_seconds", "file_timeout_seconds", "rescan_seconds", "max_file_mb"])
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_a_number_that_is_not_finite_is_refused_with_the_key_named(tmp_path: Path, key: str, value: str) -> None:
+    """`inf` seconds overflow the timers (OverflowError on every file) or mean that nothing is ever sorted."""
+    config = tmp_path / "genresort.toml"
+    config.write_text(f"{key} = {value}\n")
+    with pytest.raises(ConfigError, match=f"{key} \\(from {config}\\): Input should be a finite number"):
+        load_settings(config)
+
+
+def test_a_number_that_is_not_finite_is_refused_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENRESORT_CONFIDENCE_THRESHOLD", "nan")
+    with pytest.raises(ConfigError, match="confidence_threshold .from GENRESORT_CONFIDENCE_THRESHOLD.: Input should"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("stability_seconds", 3601),
+        ("file_timeout_seconds", 3601),
+        ("rescan_seconds", 86401),
+        ("retry_max_seconds", 86401),
+    ],
+)
+def test_a_time_beyond_its_bound_is_refused(tmp_path: Path, key: str, value: float) -> None:
+    config = tmp_path / "genresort.toml"
+    config.write_text(f"{key} = {value}\n")
+    with pytest.raises(ConfigError, match=f"{key} .from {config}.: Input should be less than or equal to"):
+        load_settings(config)
 
 
 def test_an_unknown_key_is_refused_by_name(tmp_path: Path) -> None:
     config = tmp_path / "genresort.toml"
     config.write_text("treshold = 0.5\n")
-    with pytest.raises(ConfigError, match="treshold"):
+    with pytest.raises(ConfigError, match="treshold is not a setting"):
+        load_settings(config)
+
+
+def test_a_misspelt_key_in_the_file_is_refused_with_the_closest_setting(tmp_path: Path) -> None:
+    config = tmp_path / "genresort.toml"
+    config.write_text('libary = "/srv/library"\n')
+    with pytest.raises(ConfigError, match=r"libary is not a setting \(did you mean library\?\)"):
         load_settings(config)
 
 

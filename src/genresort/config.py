@@ -1,22 +1,31 @@
-"""All configuration in one place: defaults here, `config/genresort.toml` (or `--config FILE`) over them,
-`GENRESORT_*` environment variables over both.
+"""All configuration in one place. Each value comes from the first of: arguments to `Settings(...)`,
+`GENRESORT_<KEY>` environment variables, the configuration file (`config/genresort.toml` or `--config FILE`,
+read by `load_settings`), the defaults here.
 
 Relative paths in a configuration file are taken relative to that file's folder, so a config file and the
-folders it names can move together.
+folders it names can move together. A key or variable that names no setting, a value out of range or not a finite
+number stops the start with a message naming it: a typo must never leave the daemon sorting the wrong folder.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from genresort.paths import DEFAULT_CONFIG_FILE, DEFAULT_MODEL_DIR, PROJECT_DIR
+from genresort.paths import DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
 
+ENV_PREFIX = "GENRESORT_"
 PATH_KEYS = ("inbox", "library", "quarantine", "unsure", "state_dir", "model_dir", "log_file")
+HOUR = 3600.0
+DAY = 24 * HOUR
 
 
 class ConfigError(Exception):
@@ -24,13 +33,14 @@ class ConfigError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GENRESORT_", extra="forbid", validate_default=True)
+    # allow_inf_nan=False: `inf` seconds overflow every timer (or mean "never"), and NaN compares false to all.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True, allow_inf_nan=False)
 
-    inbox: Path = Field(PROJECT_DIR / "inbox", description="folder watched for new music (and its subfolders)")
-    library: Path = Field(PROJECT_DIR / "library", description="sorted files go to <library>/<Genre>/")
-    quarantine: Path = Field(PROJECT_DIR / "quarantine", description="files that are not usable audio")
-    unsure: Path = Field(PROJECT_DIR / "unsure", description="files below the confidence threshold")
-    state_dir: Path = Field(PROJECT_DIR / "state", description="journal and lock file")
+    inbox: Path = Field(DEFAULT_DATA_DIR / "inbox", description="folder watched for new music (and its subfolders)")
+    library: Path = Field(DEFAULT_DATA_DIR / "library", description="sorted files go to <library>/<Genre>/")
+    quarantine: Path = Field(DEFAULT_DATA_DIR / "quarantine", description="files that are not usable audio")
+    unsure: Path = Field(DEFAULT_DATA_DIR / "unsure", description="files below the confidence threshold")
+    state_dir: Path = Field(DEFAULT_DATA_DIR / "state", description="journal and lock file")
     model_dir: Path = Field(DEFAULT_MODEL_DIR, description="the trained model and its card")
     confidence_threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="below this a file goes to `unsure`; unset: the model card's value"
@@ -38,15 +48,22 @@ class Settings(BaseSettings):
     existing_genre: Literal["keep", "overwrite", "add", "untouched"] = Field(
         "overwrite", description="a genre tag the file already has: keep, overwrite or add"
     )
-    stability_seconds: float = Field(5.0, gt=0, description="size and mtime unchanged this long before a file is taken")
-    rescan_seconds: float = Field(300.0, gt=0, description="full rescan of the inbox every so often")
+    # The upper bounds catch a slip of the finger (an extra zero) that would look like a daemon sorting nothing.
+    stability_seconds: float = Field(
+        5.0, gt=0, le=HOUR, description="size and mtime unchanged this long before a file is taken"
+    )
+    rescan_seconds: float = Field(300.0, gt=0, le=DAY, description="full rescan of the inbox every so often")
     workers: int = Field(1, ge=1, le=64, description="files analysed in parallel (one process each)")
     polling: Literal["auto", "on", "off"] = Field(
         "auto", description="poll the inbox instead of inotify; auto: poll on nfs, cifs/smb and fuse"
     )
     max_file_mb: float = Field(2048.0, gt=0, description="larger files are quarantined unread")
-    file_timeout_seconds: float = Field(120.0, gt=0, description="analysis of one file is stopped after this")
-    retry_max_seconds: float = Field(900.0, gt=0, description="longest wait between retries of a transient error")
+    # An hour is a thousand times a normal analysis; beyond it a hung decoder only holds a worker, and a stop
+    # (which lets the file in flight finish: see TimeoutStopSec in the systemd unit) waits as long.
+    file_timeout_seconds: float = Field(120.0, gt=0, le=HOUR, description="analysis of one file is stopped after this")
+    retry_max_seconds: float = Field(
+        900.0, gt=0, le=DAY, description="longest wait between retries of a transient error"
+    )
     log_file: Path | None = Field(None, description="also write the JSON lines log here")
 
     @model_validator(mode="after")
@@ -68,17 +85,54 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """The environment outranks the file's values, which arrive as init arguments."""
-        return env_settings, init_settings
+        """Arguments outrank the environment, so `Settings(library=tmp)` is never redirected by GENRESORT_LIBRARY;
+        the configuration file ranks below both (load_settings merges it under the environment)."""
+        return init_settings, env_settings
+
+
+def variable_name(key: str) -> str:
+    return ENV_PREFIX + key.upper()
+
+
+def unknown_keys(keys: Iterable[str], spell: Callable[[str], str] = str) -> list[str]:
+    """One problem per key that names no setting, with the closest setting where one is close; `spell` writes a
+    key as the person wrote it (a file key, or a variable name)."""
+    known = list(Settings.model_fields)
+    problems = []
+    for key in keys:
+        if key not in known:
+            closest = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {spell(closest[0])}?" if closest else f"known: {', '.join(map(spell, known))}"
+            problems.append(f"{spell(key)} is not a setting ({hint})")
+    return problems
+
+
+def environment_values(environ: Mapping[str, str]) -> dict[str, str]:
+    """The GENRESORT_<KEY> variables as {key: text} (names in any case, as pydantic-settings reads them); one
+    that names no setting (GENRESORT_INBX) is refused, since ignoring it would sort the folder the person meant
+    to change."""
+    values = {
+        name.upper().removeprefix(ENV_PREFIX).lower(): value
+        for name, value in environ.items()
+        if name.upper().startswith(ENV_PREFIX)
+    }
+    problems = unknown_keys(values, spell=variable_name)
+    if problems:
+        raise ConfigError(f"bad environment: {'; '.join(problems)}")
+    return values
 
 
 def read_config_file(path: Path) -> dict:
+    """The file's settings, relative paths resolved against its folder; a key that names no setting is refused."""
     try:
         values = tomllib.loads(path.read_text())
     except OSError as error:
         raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from error
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"configuration file {path} is not valid TOML: {error}") from error
+    problems = unknown_keys(values)
+    if problems:
+        raise ConfigError(f"bad configuration file {path}: {'; '.join(problems)}")
     for key in PATH_KEYS:
         if isinstance(values.get(key), str):
             values[key] = (path.parent / Path(values[key]).expanduser()).resolve()
@@ -86,16 +140,22 @@ def read_config_file(path: Path) -> dict:
 
 
 def load_settings(config_file: Path | None = None) -> Settings:
-    """Settings from `config_file` (default: the project's config/genresort.toml, if present) and the environment."""
-    if config_file is None:
-        config_file = DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None
-    values = read_config_file(Path(config_file)) if config_file else {}
+    """Settings from the environment over `config_file` (default: DEFAULT_CONFIG_FILE, if present) over the
+    defaults."""
+    if config_file is None and DEFAULT_CONFIG_FILE.is_file():
+        config_file = DEFAULT_CONFIG_FILE
+    file_values = read_config_file(Path(config_file)) if config_file else {}
+    variables = environment_values(os.environ)
     try:
-        return Settings(**values)
+        return Settings(**(file_values | variables))
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'configuration'}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        source = f" (from {config_file} and GENRESORT_* variables)" if config_file else ""
-        raise ConfigError(f"bad configuration{source}: {problems}") from error
+        origin = {key: f" (from {config_file})" for key in file_values}
+        origin |= {key: f" (from {variable_name(key)})" for key in variables}
+        problems = "; ".join(describe(problem, origin) for problem in error.errors())
+        raise ConfigError(f"bad configuration: {problems}") from error
+
+
+def describe(problem: ErrorDetails, origin: Mapping[str, str]) -> str:
+    """`key (from where): what is wrong`; a problem of no single key (folders nested) is the configuration's."""
+    key = ".".join(str(part) for part in problem["loc"]) or "configuration"
+    return f"{key}{origin.get(key, '')}: {problem['msg']}"
