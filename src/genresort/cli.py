@@ -18,19 +18,21 @@ EXIT_BAD_SETUP = 2
 
 def _watch(arguments: argparse.Namespace) -> int:
     from genresort.logs import configure_logging, get_logger
-    from genresort.service.daemon import run_daemon
 
     settings = load_settings(arguments.config)
-    configure_logging(settings.log_file)
+    configure_logging(settings.log_file)  # a bad setting is refused before the daemon's modules are imported
+    from genresort.service.daemon import run_daemon
+
     return run_daemon(settings, get_logger())
 
 
 def _sort(arguments: argparse.Namespace) -> int:
     from genresort.logs import configure_logging, get_logger
-    from genresort.service.oneshot import run_once
 
     settings = load_settings(arguments.config)
     configure_logging(settings.log_file)
+    from genresort.service.oneshot import run_once
+
     return run_once(settings, get_logger(), arguments.paths or None, arguments.dry_run)
 
 

@@ -14,11 +14,13 @@ from typing import TextIO
 
 import structlog
 
+from genresort.config import ConfigError
+
 
 class JsonLinesWriter:
     """Writes each rendered line to every stream and flushes, so nothing is lost to a crash."""
 
-    def __init__(self, streams: list[TextIO]) -> None:
+    def __init__(self, streams: list[TextIO | LogFile]) -> None:
         self._streams = streams
         self._lock = threading.Lock()
 
@@ -31,11 +33,61 @@ class JsonLinesWriter:
     log = debug = info = warning = warn = error = critical = exception = msg
 
 
+class LogFile:
+    """The log file, opened for appending, that follows logrotate.
+
+    Before each line it checks that the path still names the file it holds open; when logrotate has renamed or
+    removed it (its default `create` mode), the line goes to a new file at the path. Appending (O_APPEND) keeps
+    `copytruncate` working too: after the truncation the next line lands at the new end, not at the old offset.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stream = open_for_appending(path)
+
+    def write(self, text: str) -> None:
+        if self._rotated():
+            self._reopen()
+        self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def _rotated(self) -> bool:
+        try:
+            named = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        held = os.fstat(self._stream.fileno())
+        return (named.st_dev, named.st_ino) != (held.st_dev, held.st_ino)
+
+    def _reopen(self) -> None:
+        """A new file at the path; if it cannot be made, lines keep going to the old one rather than nowhere."""
+        try:
+            stream = open(self.path, "a", encoding="utf-8")
+        except OSError:
+            return
+        self._stream.close()
+        self._stream = stream
+
+
+def open_for_appending(path: Path) -> TextIO:
+    """The log file opened for appending (its folder created); ConfigError naming `log_file` if it cannot be."""
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True)
+        return open(path, "a", encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"log_file {path_text(path)} cannot be opened for appending: {error.strerror}") from error
+
+
 def configure_logging(log_file: Path | None = None, stream: TextIO = sys.stdout) -> None:
-    streams = [stream]
+    streams: list[TextIO | LogFile] = [stream]
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        streams.append(open(log_file, "a", encoding="utf-8"))
+        streams.append(LogFile(log_file))
     writer = JsonLinesWriter(streams)
     structlog.configure(
         processors=[
