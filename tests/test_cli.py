@@ -31,7 +31,7 @@ def test_classify_json_prints_every_good_file_and_fails_for_the_bad_one(tmp_path
     for line in lines:
         assert {"path", "genre", "confidence", "top", "decision"} <= set(line)
         assert line["decision"] in (line["genre"], "unsure")
-        assert len(line["top"]) == 3 and line["top"][0]["genre"] == line["genre"]
+        assert len(line["top"]) == 3 and line["top"][0][0] == line["genre"]
     assert lines[0]["genre"] == "Metal" and lines[1]["genre"] == "Classical"
     assert str(broken) in result.stderr and "not a readable audio file" in result.stderr
 

@@ -1,49 +1,118 @@
-"""The one path for every file, and recovery from a crash at each step (the journal's states)."""
+"""The one path for every file, each of its branches, and recovery from a crash at each step.
+
+The first tests run the real model in a real analysis process. The branch tests give the Sorter a scripted
+`analyse` callable instead (the pipeline takes any callable, so that timeouts, crashes, and a file changed during
+its analysis can be produced on demand); everything else is real: files, folders, the journal, links, chattr.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import structlog
 from mutagen.id3 import ID3
 
 from conftest import shared_clip, write_mp3
-from genresort.config import Settings
+from genresort.analysis.audio import NotAudioError
+from genresort.analysis.decision import Prediction
 from genresort.digest import sha256_file
-from genresort.library.journal import Step
-from genresort.library.placement import STAGING_DIR, place_file, stage_copy
-from genresort.library.tags import audio_payload_sha256, read_genres
-from genresort.service.pipeline import Outcome, Sorter, open_sorter
+from genresort.library.journal import Journal, Step
+from genresort.library.placement import STAGING_DIR, place_file, stage_copy, staging_folder
+from genresort.library.tags import ExistingGenrePolicy, audio_payload_sha256, read_genres
+from genresort.paths import DEFAULT_MODEL_DIR
+from genresort.service.pipeline import Outcome, Sorter, SortPolicy
+from genresort.service.recovery import recover
+from genresort.service.workers import AnalyserPool, AnalysisFailed, AnalysisTimeout
+
+INSTANCE = "test-instance"
+JAZZ = Prediction((("Jazz", 0.9), ("Blues", 0.06), ("Rock", 0.04)), "test-model")
 
 
 @pytest.fixture(scope="module")
-def model_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    root = tmp_path_factory.mktemp("music")
-    return Settings(
-        inbox=root / "inbox",
+def analysers() -> Iterator[AnalyserPool]:
+    pool = AnalyserPool(DEFAULT_MODEL_DIR, 1, 120.0)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> Path:
+    for name in ("inbox", "library", "quarantine", "unsure", "state"):
+        (tmp_path / name).mkdir()
+    return tmp_path
+
+
+def policy(root: Path, **changes) -> SortPolicy:
+    values = dict(
         library=root / "library",
-        quarantine=root / "quarantine",
         unsure=root / "unsure",
-        state_dir=root / "state",
-        confidence_threshold=0.0,
+        quarantine=root / "quarantine",
+        existing_genre=ExistingGenrePolicy.OVERWRITE,
+        threshold=0.0,
+        max_file_bytes=2**30,
+        model_id="test-model",
+        instance=INSTANCE,
     )
+    return SortPolicy(**(values | changes))
 
 
-@pytest.fixture(scope="module")
-def sorter(model_settings: Settings) -> Sorter:
-    model_settings.inbox.mkdir(parents=True, exist_ok=True)
-    sorter = open_sorter(model_settings, structlog.get_logger())
-    yield sorter
-    sorter.close()
+class Recorder:
+    """A structlog-like logger that keeps its lines, to check what the sorting log says."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict]] = []
+
+    def __getattr__(self, level: str) -> Callable[..., None]:
+        return lambda event, **fields: self.lines.append((event, fields))
+
+    def events(self) -> list[str]:
+        return [event for event, _ in self.lines]
 
 
-def drop(sorter: Sorter, source: Path, name: str | None = None) -> Path:
-    target = sorter.settings.inbox / (name or source.name)
+@pytest.fixture
+def journal(folders: Path) -> Iterator[Journal]:
+    with Journal(folders / "state" / "journal.sqlite3") as journal:
+        yield journal
+
+
+def scripted_sorter(folders: Path, journal: Journal, analyse: Callable[[Path], Prediction], **changes) -> Sorter:
+    return Sorter(policy(folders, **changes), analyse, journal, Recorder())
+
+
+@pytest.fixture
+def sorter(folders: Path, journal: Journal, analysers: AnalyserPool) -> Sorter:
+    return Sorter(policy(folders, model_id=analysers.summary.model_id), analysers.analyse, journal, Recorder())
+
+
+def drop(sorter: Sorter, source: Path, name: str | bytes | None = None) -> Path:
+    inbox = sorter.policy.library.parent / "inbox"
+    target = inbox / (os.fsdecode(name) if name is not None else source.name)
     shutil.copyfile(source, target)
     return target
+
+
+def staged_files(root: Path) -> list[Path]:
+    return [path for path in (root / STAGING_DIR).rglob("*") if path.is_file()]
+
+
+@contextmanager
+def immutable(path: Path) -> Iterator[Path]:
+    """chattr +i: not even root may remove, rename or add entries; how we get a permission error as root."""
+    subprocess.run(["chattr", "+i", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+# -- with the real model ------------------------------------------------------------------------------------
 
 
 def test_a_clip_is_tagged_placed_and_released(sorter: Sorter) -> None:
@@ -51,32 +120,34 @@ def test_a_clip_is_tagged_placed_and_released(sorter: Sorter) -> None:
     path = drop(sorter, original, "a.mp3")
     outcome = sorter.sort_file(path)
     assert outcome.outcome == Outcome.SORTED
-    assert outcome.destination == sorter.settings.library / outcome.prediction.genre / "a.mp3"
+    assert outcome.destination == sorter.policy.library / outcome.decision.label / "a.mp3"
     assert not path.exists()
     assert audio_payload_sha256(outcome.destination) == audio_payload_sha256(original)
     tags = ID3(outcome.destination)
-    assert tags.version[:2] == (2, 3) and str(tags["TCON"]) == outcome.prediction.genre
-    assert not any((sorter.settings.library / STAGING_DIR).iterdir())
+    assert tags.version[:2] == (2, 3) and str(tags["TCON"]) == outcome.decision.label
+    assert staged_files(sorter.policy.library) == []
+    assert sorter.journal.find_finished_by_sha256(sha256_file(original)) is not None  # hashed while staged
 
 
 def test_the_same_content_again_is_a_duplicate_kept_with_its_reason(sorter: Sorter) -> None:
     first = sorter.sort_file(drop(sorter, shared_clip("jazz", 5), "first.mp3"))
     again = sorter.sort_file(drop(sorter, shared_clip("jazz", 5), "again.mp3"))
     assert again.outcome == Outcome.DUPLICATE
-    assert again.destination.parent == sorter.settings.quarantine / "duplicates"
+    assert again.destination.parent == sorter.policy.quarantine / "duplicates"
     reason = json.loads(Path(f"{again.destination}.reason.json").read_text())
     assert str(first.destination) in reason["error"] and reason["sha256"] == sha256_file(again.destination)
     assert first.destination.exists()
 
 
 def test_a_file_that_is_not_audio_is_quarantined_with_a_reason(sorter: Sorter) -> None:
-    path = sorter.settings.inbox / "notes.mp3"
+    path = sorter.policy.library.parent / "inbox" / "notes.mp3"
     path.write_text("not music")
     outcome = sorter.sort_file(path)
     assert outcome.outcome == Outcome.QUARANTINED and not path.exists()
     reason = json.loads(Path(f"{outcome.destination}.reason.json").read_text())
     assert {"error", "sha256", "time", "attempts"} <= set(reason)
     assert outcome.destination.read_text() == "not music"
+    assert staged_files(sorter.policy.library) == [] and staged_files(sorter.policy.quarantine) == []
 
 
 def test_a_wav_is_sorted_and_tagged_in_an_id3_chunk(sorter: Sorter, tmp_path: Path) -> None:
@@ -88,61 +159,289 @@ def test_a_wav_is_sorted_and_tagged_in_an_id3_chunk(sorter: Sorter, tmp_path: Pa
     outcome = sorter.sort_file(drop(sorter, wav))
     assert outcome.outcome == Outcome.SORTED and outcome.reason is None
     assert outcome.destination.read_bytes()[:4] == b"RIFF"
-    assert read_genres(outcome.destination) == [outcome.prediction.genre]
+    assert read_genres(outcome.destination) == [outcome.decision.label]
 
 
-def test_an_unsure_file_gets_its_top_three_but_no_genre(sorter: Sorter, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sorter, "threshold", 1.01)  # nothing is sure enough
+def test_an_unsure_file_gets_its_top_three_but_no_genre(folders: Path, journal: Journal, analysers) -> None:
+    sorter = Sorter(policy(folders, threshold=1.01), analysers.analyse, journal, Recorder())  # nothing is sure
     outcome = sorter.sort_file(drop(sorter, shared_clip("country", 4), "unsure.mp3"))
-    assert outcome.outcome == Outcome.UNSURE and outcome.destination.parent == sorter.settings.unsure
+    assert outcome.outcome == Outcome.UNSURE and outcome.destination.parent == sorter.policy.unsure
     tags = ID3(outcome.destination)
     assert "TCON" not in tags
-    assert tags["TXXX:GENRESORT_TOP3"].text[0].startswith(outcome.prediction.genre)
-
-
-def crash_after(sorter: Sorter, source: Path, step: Step, linked: bool = True):
-    """Leave the journal and the disk as a crash right after `step` would: the steps of `_place_sorted`."""
-    status = source.stat()
-    record = sorter.journal.claim(source, sha256_file(source), status.st_size, status.st_mtime_ns)
-    folder = sorter.settings.library / "Rock"
-    staged = stage_copy(source, sorter.settings.library)
-    record = sorter.journal.advance(record.id, Step.STAGED, staged_path=staged)
-    record = sorter.journal.advance(record.id, Step.PLACING, destination=folder, outcome=Outcome.SORTED.value)
-    if step == Step.PLACING:
-        return record, (place_file(staged, folder, source.name) if linked else None)
-    final = place_file(staged, folder, source.name)
-    return sorter.journal.advance(record.id, Step.PLACED, destination=final), final
-
-
-@pytest.mark.parametrize("step", [Step.PLACING, Step.PLACED])
-def test_recovery_finishes_a_file_that_was_placed(sorter: Sorter, step: Step) -> None:
-    source = write_mp3(sorter.settings.inbox / f"crash-{step}.mp3", seconds=3.0, seed=100 + len(step))
-    record, final = crash_after(sorter, source, step)
-    sorter.recover()
-    assert final.exists() and not source.exists()
-    assert final.stat().st_nlink == 1  # the staged name is gone
-    assert not sorter.journal.unfinished()
-    assert sorter.journal.find_finished_by_sha256(record.sha256).destination == final
-
-
-def test_recovery_rolls_back_a_file_that_was_not_yet_linked_and_it_is_sorted_once(sorter: Sorter) -> None:
-    source = write_mp3(sorter.settings.inbox / "not-linked.mp3", seconds=3.0, seed=7)
-    crash_after(sorter, source, Step.PLACING, linked=False)
-    sorter.recover()
-    assert source.exists() and not (sorter.settings.library / "Rock" / "not-linked.mp3").exists()
-    assert not (sorter.settings.library / STAGING_DIR).exists()  # leftovers of interrupted steps are cleared
-    outcome = sorter.sort_file(source)
-    assert outcome.outcome == Outcome.SORTED and not source.exists()
-    assert len(list(sorter.settings.library.rglob("not-linked*.mp3"))) == 1
-
-
-def test_a_vanished_file_is_skipped(sorter: Sorter) -> None:
-    assert sorter.sort_file(sorter.settings.inbox / "gone.mp3").outcome == Outcome.SKIPPED
+    assert tags["TXXX:GENRESORT_TOP3"].text[0].startswith(outcome.decision.prediction.genre)
 
 
 def test_dry_run_plans_without_touching(sorter: Sorter) -> None:
     path = drop(sorter, shared_clip("reggae", 2), "plan.mp3")
-    before = sorted(sorter.settings.library.rglob("*"))
+    before = sorted(sorter.policy.library.parent.rglob("*"))
     plan = sorter.plan(path)
-    assert plan.outcome == Outcome.SORTED and plan.destination.parent == sorter.settings.library
-    assert path.exists() and sorted(sorter.settings.library.rglob("*")) == before
+    assert plan.outcome == Outcome.SORTED and plan.destination.parent == sorter.policy.library
+    assert sorted(sorter.policy.library.parent.rglob("*")) == before
+
+
+# -- odd names and odd files ---------------------------------------------------------------------------------
+
+
+def test_a_name_that_is_not_utf8_is_sorted_once_and_logged_readably(folders: Path, journal: Journal) -> None:
+    sorter = scripted_sorter(folders, journal, lambda path: JAZZ)
+    path = folders / "inbox" / os.fsdecode(b"\xff\xfe.mp3")
+    write_mp3(folders / "plain.mp3", seconds=2.0).rename(path)  # libsndfile itself cannot open such a name
+    outcome = sorter.sort_file(path)
+    assert outcome.outcome == Outcome.SORTED and not path.exists()
+    assert os.listdir(os.fsencode(folders / "library" / "Jazz")) == [b"\xff\xfe.mp3"]
+    event, fields = sorter.log.lines[-1]
+    assert event == "file.sorted" and fields["source"].endswith("\\xff\\xfe.mp3")
+    json.dumps(fields, ensure_ascii=False).encode("utf-8")  # writable as UTF-8
+
+
+def test_a_name_that_is_not_utf8_is_quarantined_with_a_readable_reason(folders: Path, journal: Journal) -> None:
+    def not_audio(path: Path) -> Prediction:
+        raise NotAudioError(path, "not a readable audio file")
+
+    sorter = scripted_sorter(folders, journal, not_audio)
+    path = folders / "inbox" / os.fsdecode(b"bad\xe9.mp3")
+    path.write_bytes(b"junk" * 100)
+    outcome = sorter.sort_file(path)
+    assert outcome.outcome == Outcome.QUARANTINED
+    reason = json.loads(Path(f"{outcome.destination}.reason.json").read_text(encoding="utf-8"))
+    assert reason["source"].endswith("bad\\xe9.mp3")
+
+
+def test_a_symlink_is_never_followed_nor_removed(folders: Path, journal: Journal) -> None:
+    secret = folders / "secret.txt"
+    secret.write_text("root:x:0:0")
+    link = folders / "inbox" / "song.mp3"
+    link.symlink_to(secret)
+    sorter = scripted_sorter(folders, journal, lambda path: pytest.fail("a link must not be analysed"))
+    outcome = sorter.sort_file(link)
+    assert outcome.outcome == Outcome.SKIPPED and "symbolic link" in outcome.reason
+    assert link.is_symlink() and secret.read_text() == "root:x:0:0"
+    assert [path for path in folders.rglob("*") if path.is_file() and not path.is_symlink()] == [secret] + [
+        folders / "state" / name for name in os.listdir(folders / "state")
+    ]
+
+
+def test_a_fifo_does_not_block_the_worker(folders: Path, journal: Journal) -> None:
+    fifo = folders / "inbox" / "song.mp3"
+    os.mkfifo(fifo)
+    sorter = scripted_sorter(folders, journal, lambda path: pytest.fail("a FIFO must not be analysed"))
+    started = time.monotonic()
+    outcome = sorter.sort_file(fifo)
+    assert time.monotonic() - started < 5
+    assert outcome.outcome == Outcome.SKIPPED and "not a regular file" in outcome.reason
+    assert fifo.exists()
+
+
+def test_a_vanished_file_is_skipped_quietly(folders: Path, journal: Journal) -> None:
+    sorter = scripted_sorter(folders, journal, lambda path: JAZZ)
+    assert sorter.sort_file(folders / "inbox" / "gone.mp3").outcome == Outcome.SKIPPED
+    assert sorter.log.lines == []
+
+
+def test_a_huge_file_is_moved_aside_by_a_link_never_read_nor_copied(folders: Path, journal: Journal) -> None:
+    big = folders / "inbox" / "big.mp3"
+    with open(big, "wb") as sparse:
+        sparse.truncate(5 * 2**30)  # 5 GB, no block written
+    sorter = scripted_sorter(folders, journal, lambda path: pytest.fail("not to be read"), max_file_bytes=2**20)
+    inode = big.stat().st_ino
+    started = time.monotonic()
+    outcome = sorter.sort_file(big)
+    assert time.monotonic() - started < 2
+    assert outcome.outcome == Outcome.QUARANTINED and "above the limit" in outcome.reason
+    assert not big.exists() and outcome.destination.stat().st_ino == inode  # the same file, renamed
+    assert outcome.destination.stat().st_blocks == 0
+    assert json.loads(Path(f"{outcome.destination}.reason.json").read_text())["error"] == outcome.reason
+
+
+def test_dry_run_says_duplicate_and_oversize_not_sorted(folders: Path, journal: Journal) -> None:
+    sorter = scripted_sorter(folders, journal, lambda path: JAZZ)
+    first = write_mp3(folders / "inbox" / "first.mp3", seconds=2.0, seed=3)
+    copy = folders / "copy.mp3"
+    shutil.copyfile(first, copy)
+    assert sorter.sort_file(first).outcome == Outcome.SORTED
+    again = folders / "inbox" / "again.mp3"
+    shutil.copyfile(copy, again)
+    assert sorter.plan(again).outcome == Outcome.DUPLICATE
+    small = scripted_sorter(folders, journal, lambda path: JAZZ, max_file_bytes=100)
+    assert small.plan(again).outcome == Outcome.QUARANTINED
+    assert again.exists()
+
+
+# -- the file changes while it is sorted ---------------------------------------------------------------------
+
+
+def test_a_file_appended_to_during_analysis_is_not_placed_until_it_settles(folders: Path, journal: Journal) -> None:
+    path = write_mp3(folders / "inbox" / "growing.mp3", seconds=2.0, seed=4)
+    tail = write_mp3(folders / "tail.mp3", seconds=1.0, seed=5).read_bytes()
+
+    def analyse_while_writer_appends(staged: Path) -> Prediction:
+        with open(path, "ab") as writer:
+            writer.write(tail)
+        return JAZZ
+
+    sorter = scripted_sorter(folders, journal, analyse_while_writer_appends)
+    outcome = sorter.sort_file(path)
+    assert outcome.outcome == Outcome.RETRY and "changed" in outcome.reason
+    assert not (folders / "library" / "Jazz").exists() and staged_files(folders / "library") == []
+    whole = path.read_bytes()
+    settled = scripted_sorter(folders, journal, lambda staged: JAZZ).sort_file(path)
+    assert settled.outcome == Outcome.SORTED and not path.exists()
+    assert os.listdir(folders / "library" / "Jazz") == ["growing.mp3"]
+    assert audio_payload_sha256(settled.destination) == audio_payload_sha256_of(whole, folders)
+
+
+def audio_payload_sha256_of(content: bytes, folders: Path) -> str:
+    probe = folders / "probe.mp3"
+    probe.write_bytes(content)
+    return audio_payload_sha256(probe)
+
+
+def test_a_file_replaced_during_analysis_is_placed_once_with_the_new_content(folders: Path, journal: Journal) -> None:
+    path = write_mp3(folders / "inbox" / "swapped.mp3", seconds=2.0, seed=6)
+    other = write_mp3(folders / "other.mp3", seconds=2.0, seed=7)
+    other_audio = audio_payload_sha256(other)
+
+    def analyse_while_replaced(staged: Path) -> Prediction:
+        os.replace(other, path)
+        return JAZZ
+
+    assert scripted_sorter(folders, journal, analyse_while_replaced).sort_file(path).outcome == Outcome.RETRY
+    settled = scripted_sorter(folders, journal, lambda staged: JAZZ).sort_file(path)
+    assert settled.outcome == Outcome.SORTED
+    assert [audio_payload_sha256(placed) for placed in (folders / "library" / "Jazz").iterdir()] == [other_audio]
+
+
+# -- failures that are not the file's fault ------------------------------------------------------------------
+
+
+def test_a_transient_error_does_not_count_toward_the_analysis_attempts(folders: Path, journal: Journal) -> None:
+    path = write_mp3(folders / "inbox" / "song.mp3", seconds=2.0, seed=8)
+    script = iter(
+        [OSError(28, "No space left on device"), AnalysisTimeout("took too long"), AnalysisTimeout("took too long")]
+    )
+
+    def analyse(staged: Path) -> Prediction:
+        raise next(script)
+
+    sorter = scripted_sorter(folders, journal, analyse)
+    assert sorter.sort_file(path).outcome == Outcome.RETRY  # disk full
+    assert sorter.sort_file(path).outcome == Outcome.RETRY  # first timeout: not yet given up
+    final = sorter.sort_file(path)  # second timeout
+    assert final.outcome == Outcome.QUARANTINED and "2 attempts" in final.reason
+    assert staged_files(folders / "library") == [] and staged_files(folders / "quarantine") == []
+
+
+def test_a_bug_in_the_analysis_is_named_as_such_never_called_not_audio(folders: Path, journal: Journal) -> None:
+    path = write_mp3(folders / "inbox" / "song.mp3", seconds=2.0, seed=9)
+
+    def analyse(staged: Path) -> Prediction:
+        raise AnalysisFailed("the analysis failed: ZeroDivisionError: division by zero")
+
+    sorter = scripted_sorter(folders, journal, analyse)
+    assert sorter.sort_file(path).outcome == Outcome.RETRY
+    final = sorter.sort_file(path)
+    assert final.outcome == Outcome.QUARANTINED and "ZeroDivisionError" in final.reason
+    assert "not a readable audio file" not in final.reason
+
+
+def test_an_unwritable_genre_folder_leaves_no_staged_copies(folders: Path, journal: Journal) -> None:
+    path = write_mp3(folders / "inbox" / "song.mp3", seconds=2.0, seed=10)
+    jazz = folders / "library" / "Jazz"
+    jazz.mkdir()
+    sorter = scripted_sorter(folders, journal, lambda staged: JAZZ)
+    with immutable(jazz):
+        for _ in range(3):
+            outcome = sorter.sort_file(path)
+            assert outcome.outcome == Outcome.RETRY and "Operation not permitted" in outcome.reason
+            assert staged_files(folders / "library") == []
+    assert path.exists()
+    assert sorter.sort_file(path).outcome == Outcome.SORTED
+
+
+def test_an_original_that_cannot_be_removed_stays_and_is_not_sorted_again(folders: Path, journal: Journal) -> None:
+    folder = folders / "inbox" / "theirs"
+    path = write_mp3(folder / "song.mp3", seconds=2.0, seed=11)
+    sorter = scripted_sorter(folders, journal, lambda staged: JAZZ)
+    with immutable(folder):
+        outcome = sorter.sort_file(path)
+        assert outcome.outcome == Outcome.SORTED and "could not be removed" in outcome.reason
+        assert path.exists() and (folders / "library" / "Jazz" / "song.mp3").exists()
+        again = sorter.sort_file(path)
+        assert again.outcome == Outcome.SKIPPED and again.reason is None
+        recover(sorter)  # the next start
+    assert journal.unfinished() == []
+    assert os.listdir(folders / "library" / "Jazz") == ["song.mp3"]
+
+
+# -- after a crash -------------------------------------------------------------------------------------------
+
+
+def crash_after(sorter: Sorter, source: Path, step: Step, linked: bool = True):
+    """Leave the journal and the disk as a crash right after `step` would."""
+    status = source.stat()
+    with open(source, "rb") as stream:
+        staged = stage_copy(stream, staging_folder(sorter.policy.library, INSTANCE), ".mp3")
+    record = sorter.journal.claim(source, staged.sha256, status.st_size, status.st_mtime_ns)
+    folder = sorter.policy.library / "Rock"
+    record = sorter.journal.advance(record.id, Step.STAGED, staged_path=staged.path)
+    record = sorter.journal.advance(record.id, Step.PLACING, destination=folder, outcome=Outcome.SORTED.value)
+    if step == Step.PLACING:
+        return record, (place_file(staged.path, folder, source.name) if linked else None)
+    final = place_file(staged.path, folder, source.name)
+    return sorter.journal.advance(record.id, Step.PLACED, destination=final), final
+
+
+@pytest.mark.parametrize("step", [Step.PLACING, Step.PLACED])
+def test_recovery_finishes_a_file_that_was_placed(folders: Path, journal: Journal, step: Step) -> None:
+    sorter = scripted_sorter(folders, journal, lambda staged: JAZZ)
+    source = write_mp3(folders / "inbox" / f"crash-{step}.mp3", seconds=2.0, seed=100 + len(step))
+    record, final = crash_after(sorter, source, step)
+    recover(sorter)
+    assert final.exists() and not source.exists()
+    assert final.stat().st_nlink == 1  # the staged name is gone
+    assert not journal.unfinished()
+    assert journal.find_finished_by_sha256(record.sha256).destination == final
+
+
+def test_recovery_rolls_back_a_file_that_was_not_yet_linked_and_it_is_sorted_once(folders: Path, journal) -> None:
+    sorter = scripted_sorter(folders, journal, lambda staged: JAZZ)
+    source = write_mp3(folders / "inbox" / "not-linked.mp3", seconds=2.0, seed=7)
+    crash_after(sorter, source, Step.PLACING, linked=False)
+    recover(sorter)
+    assert source.exists() and not (folders / "library" / "Rock" / "not-linked.mp3").exists()
+    assert staged_files(folders / "library") == []  # leftovers of interrupted steps are cleared
+    outcome = sorter.sort_file(source)
+    assert outcome.outcome == Outcome.SORTED and not source.exists()
+    assert len(list((folders / "library").rglob("not-linked*.mp3"))) == 1
+
+
+def test_one_record_that_cannot_be_settled_does_not_stop_the_others(folders: Path, journal: Journal) -> None:
+    sorter = scripted_sorter(folders, journal, lambda staged: JAZZ)
+    broken = write_mp3(folders / "inbox" / "broken.mp3", seconds=2.0, seed=12)
+    locked = folders / "locked"
+    staged = locked / ".staged.mp3"
+    write_mp3(staged, seconds=1.0, seed=12)
+    record = journal.claim(broken, sha256_file(broken), 1, 1)
+    journal.advance(record.id, Step.STAGED, staged_path=staged)
+    journal.advance(record.id, Step.PLACING, destination=folders / "library" / "Rock", outcome="sorted")
+    fine = write_mp3(folders / "inbox" / "fine.mp3", seconds=2.0, seed=13)
+    _, fine_final = crash_after(sorter, fine, Step.PLACED)
+    with immutable(locked):  # its staged copy cannot be removed
+        recover(sorter)
+    assert "recovery.failed" in sorter.log.events()
+    assert not fine.exists() and fine_final.exists()
+    assert [unfinished.id for unfinished in journal.unfinished()] == [record.id]
+    assert broken.exists() and staged.exists()
+    recover(sorter)  # the next start, with the cause gone: rolled back, the file is sorted again from the inbox
+    assert not staged.exists() and broken.exists()
+
+
+def test_recovery_leaves_another_instances_staging_alone(folders: Path, journal: Journal) -> None:
+    other = staging_folder(folders / "library", "another-instance")
+    other.mkdir(parents=True)
+    (other / ".in-flight.mp3").write_bytes(b"someone else's copy")
+    mine = staging_folder(folders / "library", INSTANCE)
+    mine.mkdir(parents=True)
+    (mine / ".leftover.mp3").write_bytes(b"ours, from a crash")
+    recover(scripted_sorter(folders, journal, lambda staged: JAZZ))
+    assert (other / ".in-flight.mp3").exists() and not (mine / ".leftover.mp3").exists()

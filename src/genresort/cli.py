@@ -9,6 +9,7 @@ from pathlib import Path
 
 from genresort.analysis.model import ModelError
 from genresort.config import ConfigError, load_settings
+from genresort.logs import path_text
 from genresort.paths import DEFAULT_MODEL_DIR
 from genresort.training.dataset import DataSetError
 
@@ -40,7 +41,8 @@ def _classify(arguments: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
     from genresort.analysis.audio import AudioError
-    from genresort.analysis.model import GenreModel, decide
+    from genresort.analysis.decision import DecisionKind, decide, decision_fields
+    from genresort.analysis.model import GenreModel
 
     model = GenreModel.load(arguments.model)
     threadpool_limits(limits=1)  # a second BLAS thread spins after each small product: 25% more CPU, no gain
@@ -48,32 +50,21 @@ def _classify(arguments: argparse.Namespace) -> int:
     failures = 0
     for path in arguments.files:
         try:
-            prediction = model.analyse(path)
+            decision = decide(model.analyse(path), threshold)
         except (AudioError, OSError) as error:
             failures += 1
             reason = error.reason if isinstance(error, AudioError) else error.strerror
-            print(f"genresort: {path}: {reason}", file=sys.stderr)
+            print(f"genresort: {path_text(path)}: {reason}", file=sys.stderr)
             continue
-        decision = decide(prediction, threshold)
         if arguments.json:
-            print(
-                json.dumps(
-                    {
-                        "path": str(path),
-                        "genre": prediction.genre,
-                        "confidence": round(prediction.confidence, 4),
-                        "top": [{"genre": genre, "probability": round(p, 4)} for genre, p in prediction.top],
-                        "decision": decision,
-                        "threshold": threshold,
-                        "model": model.model_id,
-                    }
-                ),
-                flush=True,
-            )
+            print(json.dumps({"path": path_text(path), **decision_fields(decision)}), flush=True)
         else:
+            prediction = decision.prediction
             top = ", ".join(f"{genre} {probability:.0%}" for genre, probability in prediction.top)
-            verdict = "" if decision == prediction.genre else f"  -> unsure (below {threshold:.0%})"
-            print(f"{path}: {prediction.genre} ({prediction.confidence:.0%}; top: {top}){verdict}", flush=True)
+            verdict = "" if decision.kind is DecisionKind.GENRE else f"  -> unsure (below {threshold:.0%})"
+            print(
+                f"{path_text(path)}: {prediction.genre} ({prediction.confidence:.0%}; top: {top}){verdict}", flush=True
+            )
     return EXIT_FAILED_FILES if failures else 0
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
 import numpy as np
 
 from genresort.analysis.audio import WindowPlan, decode_analysis_windows
+from genresort.analysis.decision import Prediction
 from genresort.analysis.features.clip import ClipFeatures, FeatureSet, extract_clip_features, feature_vector
 from genresort.analysis.features.embedding import MusicnnNetwork
 from genresort.analysis.features.spectrogram import SAMPLE_RATE
@@ -26,33 +26,15 @@ MODEL_FILE = "genre_model.joblib"
 CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "MODEL_CARD.md"
 NETWORK_FOLDER = "musicnn"
-UNSURE = "unsure"
 
 
 class ModelError(Exception):
     """The model cannot be used; the message says what to do."""
 
 
-@dataclass(frozen=True)
-class Prediction:
-    genre: str  # the most likely genre, always
-    confidence: float  # its calibrated probability
-    ranking: tuple[tuple[str, float], ...]  # every genre, most likely first
-
-    @property
-    def top(self) -> tuple[tuple[str, float], ...]:
-        return self.ranking[:3]
-
-
-def decide(prediction: Prediction, threshold: float) -> str:
-    """The genre to sort by, or UNSURE when the model is not confident enough to act alone."""
-    return prediction.genre if prediction.confidence >= threshold else UNSURE
-
-
-def rank(probabilities: np.ndarray, genres: list[str]) -> Prediction:
+def rank(probabilities: np.ndarray, genres: list[str], model_id: str) -> Prediction:
     order = np.argsort(probabilities)[::-1]
-    ranking = tuple((genres[index], float(probabilities[index])) for index in order)
-    return Prediction(genre=ranking[0][0], confidence=ranking[0][1], ranking=ranking)
+    return Prediction(tuple((genres[index], float(probabilities[index])) for index in order), model_id)
 
 
 def check_private(path: Path) -> None:
@@ -114,7 +96,7 @@ class GenreModel:
     def predict_clip(self, clip: ClipFeatures) -> Prediction:
         vector = feature_vector(clip, self.feature_set, self.network_names)
         probabilities = self.pipeline.predict_proba(vector[np.newaxis, :])[0]
-        return rank(probabilities, [str(genre) for genre in self.pipeline.classes_])
+        return rank(probabilities, [str(genre) for genre in self.pipeline.classes_], self.model_id)
 
     def analyse(self, path: Path) -> Prediction:
         """Listen to a file's analysis windows and predict its genre; raises AudioError for bad input."""

@@ -10,12 +10,14 @@ retry resolves as a duplicate); partial data only ever exists under staging name
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
-import shutil
 import stat
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from genresort.digest import sha256_file
 
@@ -34,30 +36,67 @@ class DuplicateFile(Exception):
         self.existing = existing
 
 
-def stage_copy(source: Path, destination_root: Path) -> Path:
-    """Copy `source` to a hidden staging name under `destination_root`, durably; `source` is untouched.
+@dataclass(frozen=True)
+class StagedCopy:
+    path: Path
+    sha256: str  # of the bytes copied, computed while copying: the file is read once
+    size: int
 
-    Staging on the destination's file system is what makes the later link into place atomic. The
-    copy keeps atime/mtime but not the permission bits: it must stay writable for tagging, and the
-    library should get the daemon's umask rather than whatever the inbox file had. A failed copy
-    (ENOSPC, I/O error) is removed before the error propagates.
+
+def staging_folder(root: Path, instance: str) -> Path:
+    """This instance's hidden staging folder under `root`: recovery clears only its own, never another's."""
+    return root / STAGING_DIR / instance
+
+
+def stage_copy(source: BinaryIO, staging: Path, suffix: str = "") -> StagedCopy:
+    """Copy the open `source` from its start into a new hidden file in `staging`, durably, hashing as it goes.
+
+    Staging on the destination's file system is what makes the later link into place atomic. Working from an
+    open file (not a path) means the bytes copied are those of the file that was checked, even if its name is
+    swapped meanwhile. The copy keeps atime/mtime but not the permission bits: it must stay writable for tagging,
+    and the library should get the daemon's umask. A failed copy (ENOSPC, I/O error) is removed before the error
+    propagates.
     """
-    staging = destination_root / STAGING_DIR
     _make_dirs(staging)
-    suffix = source.suffix if len(os.fsencode(source.suffix)) <= 32 else ""
+    suffix = suffix if len(os.fsencode(suffix)) <= 32 else ""
     staged = staging / f".{uuid.uuid4().hex}{suffix}"
+    digest = hashlib.sha256()
+    size = 0
     try:
-        with open(source, "rb") as src, open(staged, "xb") as dst:
-            shutil.copyfileobj(src, dst, _CHUNK)
-            dst.flush()
-            times = os.fstat(src.fileno())
-            os.utime(dst.fileno(), ns=(times.st_atime_ns, times.st_mtime_ns))
-            os.fsync(dst.fileno())
+        with open(staged, "xb") as copy:
+            source.seek(0)
+            while chunk := source.read(_CHUNK):
+                digest.update(chunk)
+                copy.write(chunk)
+                size += len(chunk)
+            copy.flush()
+            times = os.fstat(source.fileno())
+            os.utime(copy.fileno(), ns=(times.st_atime_ns, times.st_mtime_ns))
+            os.fsync(copy.fileno())
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
     _fsync_dir(staging)
-    return staged
+    return StagedCopy(staged, digest.hexdigest(), size)
+
+
+def restage(staged: Path, root: Path, instance: str) -> Path:
+    """The staged copy, moved to `root`'s staging folder: renamed where `root` is on the same file system,
+    copied (and the first copy dropped) where it is not, since a hard link cannot cross file systems."""
+    staging = staging_folder(root, instance)
+    _make_dirs(staging)
+    target = staging / staged.name
+    try:
+        os.rename(staged, target)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        with open(staged, "rb") as source:
+            target = stage_copy(source, staging, staged.suffix).path
+        discard_staged(staged)
+        return target
+    _fsync_dir(staging)
+    return target
 
 
 def place_file(staged: Path, destination_dir: Path, name: str, *, keep_duplicates: bool = False) -> Path:
@@ -101,7 +140,9 @@ def write_reason(path: Path, reason: dict) -> Path:
     target = path.with_name(path.name + REASON_SUFFIX)
     temporary = path.with_name(f".reason-{uuid.uuid4().hex}.tmp")  # short: path.name may be 255 bytes
     try:
-        with open(temporary, "x", encoding="utf-8") as f:
+        # backslashreplace: a name that is not UTF-8 (its bytes decoded to lone surrogates) is written as \udcff
+        # escapes rather than failing the write, and with it the whole quarantine.
+        with open(temporary, "x", encoding="utf-8", errors="backslashreplace") as f:
             f.write(json.dumps(reason, indent=2, ensure_ascii=False, default=str) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -167,7 +208,7 @@ def _make_dirs(path: Path) -> None:
 
 
 def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO swapped in must not block us
     try:
         os.fsync(fd)
     finally:

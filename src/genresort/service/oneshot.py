@@ -8,16 +8,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
 from structlog.typing import FilteringBoundLogger
 
 from genresort.config import Settings
+from genresort.library.journal import Journal
+from genresort.logs import path_text
 from genresort.service.inbox import StabilityGate, is_candidate, scan_folder
 from genresort.service.pipeline import Outcome, Sorter, SortOutcome
-from genresort.service.startup import lock_state_folder, start_sorter
+from genresort.service.recovery import recover
+from genresort.service.startup import open_journal_unlocked, open_state, start_sorter
 from genresort.service.supervisor import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, StopSignals, finish_in_flight, tick_seconds
 from genresort.service.workqueue import ERROR, WorkQueue
 
@@ -26,31 +28,41 @@ def run_once(settings: Settings, log: FilteringBoundLogger, paths: list[Path] | 
     """`genresort sort`: one pass over the inbox, or the given files and folders, with the daemon's code path.
 
     Exit code 1 if any file was quarantined or failed. A dry run takes no lock, moves nothing and prints one
-    JSON line per file with what would happen (it does open the journal, creating the state folder if need be).
+    JSON line per file with what would happen (it reads the journal, to recognise duplicates).
     """
+    if paths is None and not settings.inbox.is_dir():
+        log.error("daemon.refused", reason=f"the inbox {path_text(settings.inbox)} does not exist or is not a folder")
+        return EXIT_REFUSED
     if dry_run:
-        return sort_once(settings, log, paths, dry_run=True)
-    lock = lock_state_folder(settings, log)
-    if lock is None:
+        journal = open_journal_unlocked(settings, log)
+        if journal is None:
+            return EXIT_REFUSED
+        with journal:
+            return sort_once(settings, journal, log, paths, dry_run=True)
+    state = open_state(settings, log)
+    if state is None:
         return EXIT_REFUSED
     try:
-        return sort_once(settings, log, paths, dry_run=False)
+        return sort_once(settings, state.journal, log, paths, dry_run=False)
     finally:
-        lock.release()
+        state.close()
 
 
-def sort_once(settings: Settings, log: FilteringBoundLogger, paths: list[Path] | None, dry_run: bool) -> int:
-    """The pass itself, once the state folder is ours (a dry run goes without)."""
-    sorter = start_sorter(settings, log)
-    if sorter is None:
+def sort_once(
+    settings: Settings, journal: Journal, log: FilteringBoundLogger, paths: list[Path] | None, dry_run: bool
+) -> int:
+    """The pass itself, once the journal is open (and, unless a dry run, the state folder ours)."""
+    started = start_sorter(settings, journal, log)
+    if started is None:
         return EXIT_REFUSED
+    sorter, analysers = started
     try:
         if not dry_run:
-            sorter.recover()
+            recover(sorter)
         sort_file = partial(plan_and_print, sorter) if dry_run else sorter.sort_file
         return sort_files(settings, sort_file, paths, log)
     finally:
-        sorter.close()
+        analysers.close()
 
 
 def sort_files(
@@ -88,12 +100,12 @@ def files_to_sort(settings: Settings, paths: list[Path] | None, log: FilteringBo
         if path.is_dir():
             files.extend(scan_folder(path, log))
         elif not path.exists():
-            log.error("file.error", source=str(path), error="no such file or folder")
+            log.error("file.error", source=path_text(path), error="no such file or folder")
             missing += 1
         elif is_candidate(path):
             files.append(path)
         else:
-            log.warning("file.skipped", source=str(path), reason="not a music file, or a partial download")
+            log.warning("file.skipped", source=path_text(path), reason="not a music file, or a partial download")
     return files, missing
 
 
@@ -126,9 +138,11 @@ _print_lock = threading.Lock()
 
 
 def plan_and_print(sorter: Sorter, path: Path) -> SortOutcome:
-    """One JSON line on stdout saying what sorting the file would do; whole lines even from several workers."""
+    """One JSON line on stdout saying what sorting the file would do, in the sorting log's shape; whole lines even
+    from several workers."""
     outcome = sorter.plan(path)
-    line = json.dumps(asdict(outcome), default=str, ensure_ascii=False)
+    fields = {"event": f"file.{outcome.outcome.value}", "dry_run": True, **sorter.outcome_fields(outcome)}
+    line = json.dumps(fields)
     with _print_lock:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()

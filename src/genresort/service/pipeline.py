@@ -1,40 +1,46 @@
-"""One path for every file: claim, analyse, decide, tag a staged copy, place it durably, release the original.
+"""One path for every file: open it, stage a copy (hashing it as it is copied), claim it in the journal, analyse
+the staged copy, decide, tag the copy, place it durably, and release the original only if it is still the file
+that was read.
 
-Each step is written to the journal before the next begins, so `recover()` can finish or roll back whatever
-a crash interrupted: the inbox original is removed only once its copy is durable in its final place, and a
-file is never placed twice.
+The file is opened once (never following a link, never blocking on a FIFO) and everything after works from that
+open file or from the staged copy, so a name swapped or rewritten meanwhile cannot make us place one content
+and release another. Each step is written to the journal before the next begins, so that recovery can finish or
+roll back whatever a crash interrupted: the inbox original is removed only once its copy is durable in its final
+place, and a file is never placed twice.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
-import shutil
+import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import BinaryIO
 
 from genresort.analysis.audio import AudioError
-from genresort.analysis.model import UNSURE, Prediction, decide
-from genresort.config import Settings
+from genresort.analysis.decision import Decision, DecisionKind, Prediction, decide, decision_fields
 from genresort.library.journal import FileRecord, Journal, Step
 from genresort.library.placement import (
-    STAGING_DIR,
     DuplicateFile,
     discard_staged,
     place_file,
     release_original,
-    sha256_file,
+    restage,
     stage_copy,
+    staging_folder,
     write_reason,
 )
 from genresort.library.tags import ExistingGenrePolicy, GenreTags, TagError, write_genre_tags
-from genresort.service.workers import AnalyserPool, AnalysisCrashed, AnalysisTimeout
+from genresort.logs import path_text
+from genresort.service.workers import AnalysisCrashed, AnalysisFailed, AnalysisTimeout
 
 DUPLICATES_FOLDER = "duplicates"
 #: Errors that say "not now" rather than "this file is bad": retried with backoff, never quarantined.
@@ -55,8 +61,12 @@ TRANSIENT_ERRNOS = frozenset(
         errno.ESTALE,
     }
 )
-#: A file whose analysis timed out or crashed this many times is quarantined.
+#: Why an inbox original cannot be removed although its copy is placed: it stays, and is not sorted again.
+UNREMOVABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+#: A file whose analysis timed out, crashed or failed this many times is quarantined.
 ANALYSIS_ATTEMPTS = 2
+
+Analyse = Callable[[Path], Prediction]
 
 
 class Outcome(StrEnum):
@@ -76,8 +86,80 @@ class SortOutcome:
     reason: str | None = None
     seconds: float = 0.0
     sha256: str | None = None
-    prediction: Prediction | None = None
-    decision: str | None = None
+    decision: Decision | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class SortPolicy:
+    """Everything the pipeline needs to know of the configuration and the model, and nothing else."""
+
+    library: Path
+    unsure: Path
+    quarantine: Path
+    existing_genre: ExistingGenrePolicy
+    threshold: float
+    max_file_bytes: int
+    model_id: str
+    instance: str  # names this instance's staging folders, so recovery clears its own only
+    analysis_attempts: int = ANALYSIS_ATTEMPTS
+
+
+class SourceGone(Exception):
+    """The file vanished before it could be opened: someone else took it; nothing to report."""
+
+
+class NotARegularFile(Exception):
+    """A symbolic link, FIFO, socket or device under a music file's name: never read, never moved."""
+
+
+class SourceChanged(Exception):
+    """The file was written to, replaced or renamed while it was being sorted: tried again once it is stable."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """The inbox file, opened once; `status` is what it was when opened."""
+
+    path: Path
+    stream: BinaryIO
+    status: os.stat_result
+
+    def unchanged(self) -> bool:
+        """Still the file we read under its name: the same inode, size and mtime. A file appended to, rewritten
+        or replaced by another under the same name is not, and must not be released."""
+        try:
+            now = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return _identity(now) == _identity(self.status)
+
+    def read_whole(self) -> bool:
+        """The open file has not grown or been rewritten since it was opened."""
+        return _identity(os.fstat(self.stream.fileno())) == _identity(self.status)
+
+
+def _identity(status: os.stat_result) -> tuple[int, int, int, int]:
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
+
+
+@contextmanager
+def open_source(path: Path) -> Iterator[SourceFile]:
+    """Open an inbox file without following a link and without blocking on a FIFO, and check that what was
+    opened is a regular file."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError as error:
+        raise SourceGone(str(path)) from error
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENXIO):  # a symbolic link; a socket
+            raise NotARegularFile("a symbolic link or socket, not a regular file: it is left alone") from error
+        raise
+    with os.fdopen(descriptor, "rb") as stream:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise NotARegularFile(f"not a regular file ({stat.filemode(status.st_mode)}): it is left alone")
+        yield SourceFile(path, stream, status)
 
 
 def is_transient(error: OSError) -> bool:
@@ -97,12 +179,15 @@ def _transient_cause(error: BaseException) -> OSError | None:
     return None
 
 
-def _sibling_by_inode(folder: Path, inode: int) -> Path | None:
-    """The name under which a staged copy was linked into `folder`, if it was."""
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.is_file(follow_symlinks=False) and entry.inode() == inode:
-                return Path(entry.path)
+def sibling_by_inode(folder: Path, inode: int) -> Path | None:
+    """The name under which `inode` was linked into `folder`, if it was."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False) and entry.inode() == inode:
+                    return Path(entry.path)
+    except FileNotFoundError:
+        pass
     return None
 
 
@@ -134,253 +219,347 @@ class KeyedLocks:
 class Sorter:
     """Sorts single files; the daemon, `genresort sort` and recovery all go through here."""
 
-    def __init__(self, settings: Settings, analyser: AnalyserPool, journal: Journal, log) -> None:
-        self.settings = settings
-        self.analyser = analyser
+    def __init__(self, policy: SortPolicy, analyse: Analyse, journal: Journal, log) -> None:
+        self.policy = policy
+        self.analyse = analyse
         self.journal = journal
         self.log = log
-        self.model_id = analyser.summary.model_id
         self._content_locks = KeyedLocks()
-        self.threshold = (
-            settings.confidence_threshold if settings.confidence_threshold is not None else analyser.summary.threshold
-        )
+        self._left_in_place: set[tuple[Path, int, int]] = set()  # oversize files that could not be moved aside
 
     # -- the one path -------------------------------------------------------------------------------------
 
     def sort_file(self, path: Path) -> SortOutcome:
         started = time.monotonic()
-        record: FileRecord | None = None
         try:
-            status = path.stat()
-            sha256 = sha256_file(path)
-            record = self.journal.claim(path, sha256, status.st_size, status.st_mtime_ns)
-            outcome = self._sort(path, record, status.st_size)
-        except FileNotFoundError:
-            outcome = SortOutcome(Outcome.SKIPPED, path, reason="the file is gone")
-        except OSError as error:
-            if record is not None and not is_transient(error):
-                outcome = self._quarantine(path, record, f"cannot read or place the file: {error}")
-            else:
-                if record is not None:
-                    record = self.journal.record_failure(record.id, str(error))
-                outcome = SortOutcome(Outcome.RETRY, path, reason=str(error))
+            with open_source(path) as source:
+                outcome = self._sort(source)
+        except SourceGone:
+            outcome = SortOutcome(Outcome.SKIPPED, path)
+        except NotARegularFile as error:
+            outcome = SortOutcome(Outcome.SKIPPED, path, reason=str(error))
+        except SourceChanged as error:
+            outcome = SortOutcome(Outcome.RETRY, path, reason=str(error))
+        except OSError as error:  # not the file's fault: a full disk, a permission, a folder that moved
+            outcome = SortOutcome(Outcome.RETRY, path, reason=f"{type(error).__name__}: {error}")
         outcome = replace(outcome, seconds=time.monotonic() - started)
-        self._log(outcome, record)
+        self.log_outcome(outcome)
         return outcome
 
-    def _sort(self, path: Path, record: FileRecord, size: int) -> SortOutcome:
-        if record.step == Step.PLACED:  # placed before a crash: only the release is left
-            return self._finish_placed(record)
+    def _sort(self, source: SourceFile) -> SortOutcome:
+        size, mtime_ns = source.status.st_size, source.status.st_mtime_ns
+        if self.journal.find_kept_original(source.path, size, mtime_ns) is not None:
+            return SortOutcome(Outcome.SKIPPED, source.path)  # sorted before; its original could not be removed
+        if size > self.policy.max_file_bytes:
+            return self._refuse_oversize(source)
+        staged = self._stage(source, self.policy.library)
+        try:
+            record = self.journal.claim(source.path, staged.sha256, size, mtime_ns)
+        except BaseException:
+            discard_staged(staged.path)
+            raise
         # Files with the same content one at a time: two workers could otherwise both pass the duplicate check
         # before either has finished, and place the same content twice under different names.
         with self._content_locks.hold(record.sha256):
-            return self._sort_content(path, record, size)
+            try:
+                return self._sort_claimed(source, record, staged.path)
+            except BaseException:
+                if settle(self.journal, self.journal.get(record.id), self.policy.model_id) is None:
+                    discard_staged(staged.path)
+                raise
 
-    def _sort_content(self, path: Path, record: FileRecord, size: int) -> SortOutcome:
+    def _stage(self, source: SourceFile, root: Path):
+        """A durable copy of the whole file as it was opened; SourceChanged if it changed while being copied."""
+        staged = stage_copy(source.stream, staging_folder(root, self.policy.instance), source.path.suffix)
+        if staged.size != source.status.st_size or not source.read_whole():
+            discard_staged(staged.path)
+            raise SourceChanged("the file changed while it was read; it is sorted once it is stable")
+        return staged
+
+    def _sort_claimed(self, source: SourceFile, record: FileRecord, staged: Path) -> SortOutcome:
+        if record.step in (Step.PLACING, Step.PLACED):  # an earlier try stopped after its copy may have been placed
+            settled = settle(self.journal, record, self.policy.model_id)
+            if settled is not None:
+                discard_staged(staged)
+                return self._finish(source, settled, Outcome(settled.outcome), None, None)
+        record = self.journal.advance(record.id, Step.STAGED, staged_path=staged)
         earlier = self.journal.find_finished_by_sha256(record.sha256)
         if earlier is not None and earlier.destination is not None and earlier.destination.exists():
-            return self._duplicate(path, record, earlier.destination)
-        if size > self.settings.max_file_mb * 1024 * 1024:
-            return self._quarantine(
-                path,
-                record,
-                f"the file is {size / 2**20:.0f} MB, above the limit of {self.settings.max_file_mb:.0f} MB",
-            )
+            return self._duplicate(source, record, staged, earlier.destination)
         try:
-            prediction = self.analyser.analyse(path)
+            prediction = self.analyse(staged)
         except AudioError as error:
-            return self._quarantine(path, record, error.reason)
-        except (AnalysisTimeout, AnalysisCrashed) as error:
+            return self._set_aside(source, record, staged, Step.QUARANTINED, error.reason)
+        except (AnalysisTimeout, AnalysisCrashed, AnalysisFailed) as error:
             record = self.journal.record_failure(record.id, str(error))
-            if record.attempts >= ANALYSIS_ATTEMPTS:
-                return self._quarantine(path, record, f"{error} ({record.attempts} attempts)")
-            return SortOutcome(Outcome.RETRY, path, reason=str(error), sha256=record.sha256)
-        return self._place_sorted(path, record, prediction)
+            if record.attempts >= self.policy.analysis_attempts:
+                return self._set_aside(
+                    source, record, staged, Step.QUARANTINED, f"{error} ({record.attempts} attempts)"
+                )
+            discard_staged(staged)
+            return SortOutcome(Outcome.RETRY, source.path, reason=str(error), sha256=record.sha256)
+        return self._place(source, record, staged, decide(prediction, self.policy.threshold))
 
-    def _place_sorted(self, path: Path, record: FileRecord, prediction: Prediction) -> SortOutcome:
-        decision = decide(prediction, self.threshold)
-        if decision == UNSURE:  # a person decides: no genre a player would show, only our top 3
-            root = folder = self.settings.unsure
-            outcome, policy = Outcome.UNSURE, ExistingGenrePolicy.UNTOUCHED
-        else:
-            root, folder = self.settings.library, self.settings.library / decision
-            outcome, policy = Outcome.SORTED, ExistingGenrePolicy(self.settings.existing_genre)
-        staged = stage_copy(path, root)
-        record = self.journal.advance(record.id, Step.STAGED, staged_path=staged)
+    def _place(self, source: SourceFile, record: FileRecord, staged: Path, decision: Decision) -> SortOutcome:
+        if decision.kind is DecisionKind.GENRE:
+            root, folder = self.policy.library, self.policy.library / decision.label
+            outcome, tag_policy = Outcome.SORTED, self.policy.existing_genre
+        else:  # a person decides: no genre a player would show, only our top 3
+            root = folder = self.policy.unsure
+            outcome, tag_policy = Outcome.UNSURE, ExistingGenrePolicy.UNTOUCHED
+        staged = self._restage(record, staged, root)
         reason = None
         try:
-            write_genre_tags(staged, self._genre_tags(prediction), policy)
+            write_genre_tags(staged, self._genre_tags(decision.prediction), tag_policy)
         except TagError as error:  # the sound is fine; place an untouched copy rather than hold the file back
-            discard_staged(staged)
             if (cause := _transient_cause(error)) is not None:  # e.g. the tag did not fit on a full disk: retry
                 raise OSError(cause.errno, cause.strerror, str(staged)) from error
-            staged = stage_copy(path, root)
-            record = self.journal.advance(record.id, Step.STAGED, staged_path=staged)
+            staged = self._fresh_copy(source, record, staged, root)
             reason = f"placed without genre tags: {error}"
+        if not source.unchanged():
+            raise SourceChanged("the file changed while it was sorted; it is sorted again once it is stable")
         self.journal.advance(record.id, Step.PLACING, destination=folder, outcome=outcome.value)
         try:
-            final = place_file(staged, folder, path.name)
-        except DuplicateFile as duplicate:
-            discard_staged(staged)
-            return self._duplicate(path, record, duplicate.existing)
+            final = place_file(staged, folder, source.path.name)
+        except DuplicateFile as duplicate:  # the same content already sits under that name
+            staged = self._fresh_copy(source, record, staged, self.policy.quarantine)
+            return self._duplicate(source, record, staged, duplicate.existing)
         record = self.journal.advance(record.id, Step.PLACED, destination=final)
-        self._release(record)
-        return SortOutcome(outcome, path, final, reason, sha256=record.sha256, prediction=prediction, decision=decision)
+        return self._finish(source, record, outcome, decision, reason)
+
+    def _restage(self, record: FileRecord, staged: Path, root: Path) -> Path:
+        """The staged copy on `root`'s file system (where it can be linked into place), journaled."""
+        moved = restage(staged, root, self.policy.instance)
+        if moved != staged:
+            self.journal.advance(record.id, Step.STAGED, staged_path=moved)
+        return moved
+
+    def _fresh_copy(self, source: SourceFile, record: FileRecord, staged: Path, root: Path) -> Path:
+        """An untouched copy in place of a staged copy that was (partly) tagged."""
+        discard_staged(staged)
+        fresh = self._stage(source, root)
+        if fresh.sha256 != record.sha256:
+            discard_staged(fresh.path)
+            raise SourceChanged("the file changed while it was sorted; it is sorted again once it is stable")
+        self.journal.advance(record.id, Step.STAGED, staged_path=fresh.path)
+        return fresh.path
 
     def _genre_tags(self, prediction: Prediction) -> GenreTags:
         return GenreTags(
-            genre=prediction.genre,
-            confidence=prediction.confidence,
-            top=prediction.top,
-            model_id=self.model_id,
+            genre=prediction.genre, confidence=prediction.confidence, top=prediction.top, model_id=prediction.model_id
         )
 
-    def _release(self, record: FileRecord) -> None:
-        """The copy is durable in place: drop the staged name and the inbox original, then close the record."""
-        if record.staged_path is not None:
-            discard_staged(record.staged_path)
-        if _same_content(record.source, record.sha256):
-            release_original(record.source)
-        self.journal.advance(record.id, Step.DONE)
-
-    def _finish_placed(self, record: FileRecord) -> SortOutcome:
-        self._release(record)
-        return _recovered(record)
+    def _finish(
+        self, source: SourceFile, record: FileRecord, outcome: Outcome, decision: Decision | None, reason: str | None
+    ) -> SortOutcome:
+        """The copy is durable in place: release the original if it is still the file we read, close the record."""
+        kept = finish(self.journal, record, source.unchanged())
+        return SortOutcome(
+            outcome,
+            source.path,
+            record.destination,
+            _join(reason, kept),
+            sha256=record.sha256,
+            decision=decision,
+            attempts=record.attempts,
+        )
 
     # -- set aside: quarantine and duplicates --------------------------------------------------------------
 
-    def _quarantine(self, path: Path, record: FileRecord, reason: str) -> SortOutcome:
-        return self._set_aside(path, record, self.settings.quarantine, Step.QUARANTINED, reason)
+    def _duplicate(self, source: SourceFile, record: FileRecord, staged: Path, existing: Path) -> SortOutcome:
+        reason = f"same content (sha256) as {path_text(existing)}"
+        return self._set_aside(source, record, staged, Step.DUPLICATE, reason)
 
-    def _duplicate(self, path: Path, record: FileRecord, existing: Path) -> SortOutcome:
-        reason = f"same content (sha256) as {existing}"
-        return self._set_aside(path, record, self.settings.quarantine / DUPLICATES_FOLDER, Step.DUPLICATE, reason)
-
-    def _set_aside(self, path: Path, record: FileRecord, folder: Path, final: Step, reason: str) -> SortOutcome:
-        """Move the file, untouched, into `folder` with a `<name>.reason.json`; nothing is ever deleted."""
-        record = self.journal.record_failure(record.id, reason)
-        staged = stage_copy(path, self.settings.quarantine)
-        record = self.journal.advance(record.id, Step.STAGED, staged_path=staged)
+    def _set_aside(self, source: SourceFile, record: FileRecord, staged: Path, final: Step, reason: str) -> SortOutcome:
+        """Move the untouched copy into quarantine (or its duplicates folder) with a `<name>.reason.json`."""
+        folder = self.policy.quarantine / DUPLICATES_FOLDER if final == Step.DUPLICATE else self.policy.quarantine
+        record = self.journal.record_failure(record.id, reason, count_attempt=False)
+        staged = self._restage(record, staged, self.policy.quarantine)
         record = self.journal.advance(record.id, Step.PLACING, destination=folder, outcome=final.value)
-        placed = place_file(staged, folder, path.name, keep_duplicates=True)
-        self._finish_set_aside(record, placed, final)
+        placed = place_file(staged, folder, source.path.name, keep_duplicates=True)
+        write_set_aside_reason(record, placed, self.policy.model_id)
+        kept = finish(self.journal, replace(record, destination=placed), source.unchanged())
         outcome = Outcome.QUARANTINED if final == Step.QUARANTINED else Outcome.DUPLICATE
-        return SortOutcome(outcome, path, placed, reason, sha256=record.sha256)
+        return SortOutcome(outcome, source.path, placed, _join(reason, kept), sha256=record.sha256)
 
-    def _finish_set_aside(self, record: FileRecord, placed: Path, final: Step) -> None:
-        write_reason(
-            placed,
-            {
-                "source": str(record.source),
-                "error": record.last_error,
-                "sha256": record.sha256,
-                "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                "attempts": record.attempts,
-                "model": self.model_id,
-            },
-        )
-        if record.staged_path is not None:
-            discard_staged(record.staged_path)
-        if _same_content(record.source, record.sha256):
-            release_original(record.source)
-        self.journal.advance(record.id, final, destination=placed)
+    def _refuse_oversize(self, source: SourceFile) -> SortOutcome:
+        """Too large to read: moved into quarantine by a link and an unlink (no byte is read or copied), or left
+        where it is when the quarantine is on another file system."""
+        reason = self._oversize(source.status.st_size) + "; it was not read"
+        folder = self.policy.quarantine
+        placed = sibling_by_inode(folder, source.status.st_ino)  # moved there before a crash?
+        if placed is None:
+            try:
+                placed = place_file(source.path, folder, source.path.name, keep_duplicates=True)
+            except OSError as error:
+                if error.errno != errno.EXDEV:
+                    raise
+                return self._leave_in_place(
+                    source, f"{reason}; it stays in the inbox (the quarantine is on another disk)"
+                )
+            if os.stat(placed, follow_symlinks=False).st_ino != source.status.st_ino:  # swapped under us
+                release_original(placed)
+                raise SourceChanged("the file was replaced while it was moved aside; tried again later")
+        write_reason(placed, {"source": path_text(source.path), "error": reason, "time": _now(), "sha256": None})
+        if source.unchanged():
+            try:
+                release_original(source.path)
+            except OSError as error:
+                if error.errno not in UNREMOVABLE_ERRNOS:
+                    raise
+                return self._leave_in_place(source, f"{reason}; {_unremovable(error)}")
+        return SortOutcome(Outcome.QUARANTINED, source.path, placed, reason)
 
-    # -- after a crash -----------------------------------------------------------------------------------
+    def _oversize(self, size: int) -> str:
+        return f"the file is {size / 2**20:.0f} MB, above the limit of {self.policy.max_file_bytes / 2**20:.0f} MB"
 
-    def recover(self) -> None:
-        """Finish what a crash interrupted once the copy was placed; roll back what was not yet placed."""
-        for record in self.journal.unfinished():
-            staged = record.staged_path
-            if record.step == Step.PLACED:
-                self._log(self._finish_placed(record), record)
-            elif record.step == Step.PLACING and staged is not None and staged.exists():
-                linked = staged.stat().st_nlink > 1 and record.destination is not None
-                placed = _sibling_by_inode(record.destination, staged.stat().st_ino) if linked else None
-                if placed is None:
-                    discard_staged(staged)
-                elif record.outcome in (Step.QUARANTINED.value, Step.DUPLICATE.value):
-                    self._finish_set_aside(record, placed, Step(record.outcome))
-                    self._log(_recovered(record, placed), record)
-                else:
-                    self._log(
-                        self._finish_placed(self.journal.advance(record.id, Step.PLACED, destination=placed)), record
-                    )
-            elif staged is not None:
-                discard_staged(staged)
-        for root in (self.settings.library, self.settings.unsure, self.settings.quarantine):
-            shutil.rmtree(root / STAGING_DIR, ignore_errors=True)
+    def _leave_in_place(self, source: SourceFile, reason: str) -> SortOutcome:
+        """Said once per run: the same file found again by a rescan is passed over quietly."""
+        key = (source.path, source.status.st_size, source.status.st_mtime_ns)
+        if key in self._left_in_place:
+            return SortOutcome(Outcome.SKIPPED, source.path)
+        self._left_in_place.add(key)
+        return SortOutcome(Outcome.SKIPPED, source.path, reason=reason)
 
     # -- without touching anything ----------------------------------------------------------------------
 
     def plan(self, path: Path) -> SortOutcome:
-        """What `sort_file` would do, for --dry-run: analyses the file and moves nothing."""
+        """What `sort_file` would do, for --dry-run: reads and analyses the file, writes nothing."""
         try:
-            prediction = self.analyser.analyse(path)
-        except (AudioError, AnalysisTimeout, AnalysisCrashed) as error:
-            reason = error.reason if isinstance(error, AudioError) else str(error)
-            return SortOutcome(Outcome.QUARANTINED, path, self.settings.quarantine, reason)
-        decision = decide(prediction, self.threshold)
-        if decision == UNSURE:
-            return SortOutcome(Outcome.UNSURE, path, self.settings.unsure, prediction=prediction, decision=decision)
-        destination = self.settings.library / decision
-        return SortOutcome(Outcome.SORTED, path, destination, prediction=prediction, decision=decision)
+            with open_source(path) as source:
+                return self._plan(source)
+        except SourceGone:
+            return SortOutcome(Outcome.SKIPPED, path, reason="the file is gone")
+        except NotARegularFile as error:
+            return SortOutcome(Outcome.SKIPPED, path, reason=str(error))
+
+    def _plan(self, source: SourceFile) -> SortOutcome:
+        size, mtime_ns = source.status.st_size, source.status.st_mtime_ns
+        if self.journal.find_kept_original(source.path, size, mtime_ns) is not None:
+            return SortOutcome(Outcome.SKIPPED, source.path, reason="sorted before; its original could not be removed")
+        if size > self.policy.max_file_bytes:
+            return SortOutcome(Outcome.QUARANTINED, source.path, self.policy.quarantine, self._oversize(size))
+        sha256 = hashlib.file_digest(source.stream, "sha256").hexdigest()
+        earlier = self.journal.find_finished_by_sha256(sha256)
+        if earlier is not None and earlier.destination is not None and earlier.destination.exists():
+            reason = f"same content (sha256) as {path_text(earlier.destination)}"
+            folder = self.policy.quarantine / DUPLICATES_FOLDER
+            return SortOutcome(Outcome.DUPLICATE, source.path, folder, reason, sha256=sha256)
+        # The worker reads the very file we opened, whatever its name: /proc/<pid>/fd/<n> is a link to it.
+        opened = Path(f"/proc/{os.getpid()}/fd/{source.stream.fileno()}")
+        try:
+            decision = decide(self.analyse(opened), self.policy.threshold)
+        except AudioError as error:
+            return SortOutcome(Outcome.QUARANTINED, source.path, self.policy.quarantine, error.reason, sha256=sha256)
+        except (AnalysisTimeout, AnalysisCrashed, AnalysisFailed) as error:
+            return SortOutcome(Outcome.RETRY, source.path, reason=str(error), sha256=sha256)
+        if decision.kind is DecisionKind.GENRE:
+            folder, outcome = self.policy.library / decision.label, Outcome.SORTED
+        else:
+            folder, outcome = self.policy.unsure, Outcome.UNSURE
+        return SortOutcome(outcome, source.path, folder, sha256=sha256, decision=decision)
 
     # -- the sorting log --------------------------------------------------------------------------------
 
-    def _log(self, outcome: SortOutcome, record: FileRecord | None) -> None:
-        if outcome.outcome == Outcome.SKIPPED:
-            return
-        fields: dict = {
-            "source": str(outcome.source),
-            "destination": str(outcome.destination) if outcome.destination else None,
-            "sha256": outcome.sha256 or (record.sha256 if record else None),
+    def outcome_fields(self, outcome: SortOutcome) -> dict[str, object]:
+        """One outcome as JSON fields: the sorting log's line, and what `sort --dry-run` prints."""
+        fields: dict[str, object] = {
+            "source": path_text(outcome.source),
+            "destination": path_text(outcome.destination) if outcome.destination else None,
+            "sha256": outcome.sha256,
             "seconds": round(outcome.seconds, 3),
-            "model": self.model_id,
+            "model": self.policy.model_id,
         }
-        if outcome.prediction is not None:
-            fields.update(
-                genre=outcome.prediction.genre,
-                confidence=round(outcome.prediction.confidence, 4),
-                top=[[genre, round(probability, 4)] for genre, probability in outcome.prediction.top],
-                decision=outcome.decision,
-            )
+        if outcome.decision is not None:
+            fields.update(decision_fields(outcome.decision))
         if outcome.reason:
             fields["reason"] = outcome.reason
-        if record is not None and record.attempts:
-            fields["attempts"] = record.attempts
-        level = "warning" if outcome.outcome in (Outcome.QUARANTINED, Outcome.RETRY) else "info"
-        getattr(self.log, level)(f"file.{outcome.outcome.value}", **fields)
+        if outcome.attempts:
+            fields["attempts"] = outcome.attempts
+        return fields
 
-    def close(self) -> None:
-        self.analyser.close()
-        self.journal.close()
-
-
-def _same_content(path: Path, sha256: str) -> bool:
-    """Release only the file we sorted: a new file dropped under the same name since then stays."""
-    try:
-        return sha256_file(path) == sha256
-    except FileNotFoundError:
-        return False
+    def log_outcome(self, outcome: SortOutcome) -> None:
+        """One line per outcome; a file that vanished, or is passed over again, says nothing."""
+        if outcome.outcome == Outcome.SKIPPED and not outcome.reason:
+            return
+        level = "warning" if outcome.outcome in (Outcome.QUARANTINED, Outcome.RETRY, Outcome.SKIPPED) else "info"
+        getattr(self.log, level)(f"file.{outcome.outcome.value}", **self.outcome_fields(outcome))
 
 
-def _recovered(record: FileRecord, placed: Path | None = None) -> SortOutcome:
-    """The outcome of a file whose last steps were finished after an interruption."""
-    return SortOutcome(
-        Outcome(record.outcome or Outcome.SORTED),
-        record.source,
-        placed or record.destination,
-        "finished after an interruption",
-        sha256=record.sha256,
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _join(*reasons: str | None) -> str | None:
+    return "; ".join(reason for reason in reasons if reason) or None
+
+
+def _unremovable(error: OSError) -> str:
+    return (
+        f"the inbox original could not be removed ({error.strerror}): it stays there and is not sorted again; "
+        "give genresort write access to its folder, or remove it yourself"
     )
 
 
-def open_sorter(settings: Settings, log) -> Sorter:
-    """Load the model in the analysis workers and open the journal."""
-    journal = Journal(settings.state_dir / "journal.sqlite3")
+def write_set_aside_reason(record: FileRecord, placed: Path, model_id: str) -> None:
+    write_reason(
+        placed,
+        {
+            "source": path_text(record.source),
+            "error": record.last_error,
+            "sha256": record.sha256,
+            "time": _now(),
+            "attempts": record.attempts,
+            "model": model_id,
+        },
+    )
+
+
+SET_ASIDE = frozenset({Step.QUARANTINED.value, Step.DUPLICATE.value})
+
+
+def settle(journal: Journal, record: FileRecord, model_id: str) -> FileRecord | None:
+    """Where a record that was interrupted stands. When its copy is in place, it is returned ready for `finish`:
+    moved on to PLACED, or, for a set-aside copy, with its reason written. When not, its staged copy is removed
+    and None is returned: the file is still in the inbox and is sorted again."""
+    if record.step == Step.PLACING and record.staged_path is not None and record.destination is not None:
+        placed = _linked_copy(record.staged_path, record.destination)
+        if placed is not None:
+            if record.outcome in SET_ASIDE:
+                write_set_aside_reason(record, placed, model_id)
+                return replace(record, destination=placed)
+            return journal.advance(record.id, Step.PLACED, destination=placed)
+    if record.step == Step.PLACED:
+        return record
+    if record.staged_path is not None:
+        discard_staged(record.staged_path)
+    return None
+
+
+def finish(journal: Journal, record: FileRecord, original_is_ours: bool) -> str | None:
+    """Drop the staged name, release the inbox original if it is still the file we placed, and close the record;
+    a reason when the original had to stay."""
+    final = Step(record.outcome) if record.outcome in SET_ASIDE else Step.DONE
+    if record.staged_path is not None:
+        discard_staged(record.staged_path)
+    if original_is_ours:
+        try:
+            release_original(record.source)
+        except OSError as error:
+            if error.errno not in UNREMOVABLE_ERRNOS:
+                raise
+            journal.advance(record.id, Step.ORIGINAL_KEPT, destination=record.destination)
+            return _unremovable(error)
+    journal.advance(record.id, final, destination=record.destination)
+    return None
+
+
+def _linked_copy(staged: Path, folder: Path) -> Path | None:
+    """Where the staged copy was linked into `folder`, found by its inode, if it was."""
     try:
-        analyser = AnalyserPool(settings.model_dir, settings.workers, settings.file_timeout_seconds)
-    except BaseException:
-        journal.close()
-        raise
-    return Sorter(settings, analyser, journal, log)
+        status = os.stat(staged)
+    except FileNotFoundError:
+        return None
+    if status.st_nlink < 2:
+        return None
+    return sibling_by_inode(folder, status.st_ino)

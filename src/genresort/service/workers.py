@@ -6,7 +6,9 @@ a time; when a file takes longer than the time limit, the process is killed and 
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
+import os
 import queue
 import signal
 from dataclasses import dataclass
@@ -16,7 +18,8 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from genresort.analysis import audio
-from genresort.analysis.model import GenreModel, ModelError, Prediction
+from genresort.analysis.decision import Prediction
+from genresort.analysis.model import GenreModel, ModelError
 
 _CONTEXT = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded process
 _STARTUP_SECONDS = 120.0
@@ -28,6 +31,11 @@ class AnalysisTimeout(Exception):
 
 class AnalysisCrashed(Exception):
     """The worker process died while analysing the file (e.g. a decoder crashed)."""
+
+
+class AnalysisFailed(Exception):
+    """The analysis raised an error that says nothing about the file being audio or not: a bug of ours, or a
+    library's. Counted like a crash, and named as it is, never passed off as "not audio"."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,10 @@ def _serve(model_dir: Path, connection: Connection) -> None:
             connection.send(("audio_error", (type(error).__name__, str(error.path), error.reason)))
         except OSError as error:
             connection.send(("os_error", (error.errno, error.strerror, str(error.filename))))
-        except Exception as error:  # an unexpected decoder failure on one file must not end the worker
-            connection.send(("audio_error", ("NotAudioError", str(path), f"analysis failed: {error!r}")))
+        except MemoryError:  # the machine is short of memory, the file is not at fault: retried later
+            connection.send(("os_error", (errno.ENOMEM, os.strerror(errno.ENOMEM), str(path))))
+        except Exception as error:  # an unexpected failure on one file must not end the worker
+            connection.send(("failed", f"{type(error).__name__}: {error}"))
 
 
 class AnalysisProcess:
@@ -118,6 +128,8 @@ class AnalysisProcess:
         if kind == "os_error":
             number, message, filename = value
             raise OSError(number, message, filename)
+        if kind == "failed":
+            raise AnalysisFailed(f"the analysis failed: {value}")
         return value
 
     def _restart(self) -> None:

@@ -1,0 +1,62 @@
+"""After a crash: finish each record whose copy was placed, roll back the others, one record at a time.
+
+A record that cannot be settled (a genre folder renamed while we were stopped, a disk that fails) is logged and
+left for the next start; it never stops the others, nor the start itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from genresort.digest import sha256_file
+from genresort.library.journal import FileRecord
+from genresort.library.placement import discard_staged, staging_folder
+from genresort.logs import path_text
+from genresort.service.pipeline import Outcome, Sorter, SortOutcome, finish, settle
+
+
+def recover(sorter: Sorter) -> None:
+    for record in sorter.journal.unfinished():
+        try:
+            settled = settle(sorter.journal, record, sorter.policy.model_id)
+            if settled is not None:
+                kept = finish(sorter.journal, settled, _still_ours(settled))
+                reason = "finished after an interruption" + (f"; {kept}" if kept else "")
+                outcome = Outcome(settled.outcome or Outcome.SORTED)
+                sorter.log_outcome(
+                    SortOutcome(outcome, settled.source, settled.destination, reason, sha256=settled.sha256)
+                )
+        except Exception as error:
+            sorter.log.error(
+                "recovery.failed",
+                source=path_text(record.source),
+                step=record.step.value,
+                error=f"{type(error).__name__}: {error}",
+                hint="left as it is and tried again at the next start; nothing was removed",
+            )
+    clear_staging(sorter)
+
+
+def _still_ours(record: FileRecord) -> bool:
+    """Release only the file we sorted: one dropped under the same name while we were stopped stays."""
+    try:
+        status = os.stat(record.source, follow_symlinks=False)
+        return status.st_size == record.size and sha256_file(record.source) == record.sha256
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+
+
+def clear_staging(sorter: Sorter) -> None:
+    """Remove this instance's staged copies that no unfinished record refers to: leftovers of interrupted steps."""
+    wanted = {record.staged_path for record in sorter.journal.unfinished()}
+    policy = sorter.policy
+    for root in (policy.library, policy.unsure, policy.quarantine):
+        try:
+            entries = list(os.scandir(staging_folder(root, policy.instance)))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if path not in wanted and entry.is_file(follow_symlinks=False):
+                discard_staged(path)
