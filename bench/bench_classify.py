@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,6 @@ AIM_CPU_PER_4_MIN = 0.4
 AIM_READY_SECONDS = 2.0
 AIM_PEAK_MB = 300.0
 DAEMON_DEADLINE_SECONDS = 300.0  # for the daemon to get ready, and then to sort the file; generous for a busy machine
-OUTCOME_EVENTS = frozenset({"file.sorted", "file.unsure", "file.duplicate", "file.quarantined"})
 
 
 def measure(call: Callable[[], T]) -> tuple[T, float, float]:
@@ -291,77 +289,31 @@ def daemon_tree_memory(pid: int) -> dict[str, dict[str, float]]:
 def daemon_memory(track: Path, folder: Path, model_dir: Path) -> dict[str, Any]:
     """Memory of a real `genresort watch` (one analysis worker, the default) that has sorted one `track`.
 
-    The daemon gets its own session (so it and its worker can be stopped together if SIGTERM fails), an empty
-    configuration file, GENRESORT_* folders under `folder` and `model_dir`; everything else is its default.
-    Memory is read when it logs `daemon.ready` and again when it logs the file's outcome; then it is stopped with
-    SIGTERM.
+    The daemon runs under the tests' harness (tests/daemon_harness.py): its own session, an empty configuration
+    file, GENRESORT_* folders under `folder` and `model_dir`; everything else is its default. Memory is read when it
+    logs `daemon.ready` and again when it logs the file's outcome; then it is stopped with SIGTERM.
     """
-    import queue
-    import threading
+    sys.path.insert(0, str(ROOT / "tests"))
+    from daemon_harness import Daemon, Folders
 
-    root = folder.resolve() / "daemon"
-    (root / "inbox").mkdir(parents=True)
-    config_file = root / "empty.toml"
-    config_file.write_text("")
-    skipped = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("GENRESORT_") and key not in skipped}
-    for name in ("inbox", "library", "quarantine", "unsure", "state_dir"):
-        env[f"GENRESORT_{name.upper()}"] = str(root / name)
-    env["GENRESORT_MODEL_DIR"] = str(model_dir.resolve())
+    folders = Folders(folder / "daemon")
     script = Path(sys.executable).parent / "genresort"  # the installed console script, as a service runs it
     command = [str(script)] if script.exists() else [sys.executable, "-m", "genresort.cli"]
-    lines: queue.Queue[dict[str, Any]] = queue.Queue()
     started = time.perf_counter()
-    with open(root / "daemon.stderr", "wb") as stderr:
-        daemon = subprocess.Popen(
-            [*command, "watch", "--config", str(config_file)],
-            env=env,
-            cwd=root,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            start_new_session=True,
-        )
-
-    def read() -> None:
-        for line in daemon.stdout:
-            try:
-                lines.put(json.loads(line))
-            except ValueError:
-                pass
-
-    def wait_for(events: frozenset[str] | set[str]) -> dict[str, Any]:
-        deadline = time.monotonic() + DAEMON_DEADLINE_SECONDS
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                record = lines.get(timeout=min(left, 1.0))
-            except queue.Empty:
-                if daemon.poll() is not None:
-                    break
-                continue
-            if record.get("event") in events:
-                return record
-        raise RuntimeError(f"the daemon did not log {sorted(events)}; its stderr is in {root / 'daemon.stderr'}")
-
-    threading.Thread(target=read, daemon=True).start()
+    daemon = Daemon(folders, folders.env(model_dir=model_dir.resolve()), command=[*command, "watch"])
     try:
-        wait_for({"daemon.ready"})
+        daemon.wait_ready(DAEMON_DEADLINE_SECONDS)
         ready_seconds = time.perf_counter() - started
         at_ready = daemon_tree_memory(daemon.pid)
-        staged = root / track.name
-        shutil.copyfile(track, staged)
+        staged = shutil.copyfile(track, folders.root / track.name)
         dropped = time.perf_counter()
-        os.rename(staged, root / "inbox" / track.name)  # whole at once, as a finished download appears
-        outcome = wait_for(OUTCOME_EVENTS)
+        os.rename(staged, folders.inbox / track.name)  # whole at once, as a finished download appears
+        outcome = daemon.wait_outcome(folders.inbox / track.name, DAEMON_DEADLINE_SECONDS)
         outcome_seconds = time.perf_counter() - dropped
         at_outcome = daemon_tree_memory(daemon.pid)
+        exit_code = daemon.terminate(timeout=60)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            exit_code = daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)  # its own session: the daemon and its worker, nothing else
-            exit_code = daemon.wait()
+        daemon.close()  # SIGKILL to its session (the daemon and its worker, nothing else) if it is still there
     return {
         "command": " ".join([Path(command[0]).name, *command[1:], "watch"]),
         "seconds_to_ready": ready_seconds,

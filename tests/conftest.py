@@ -1,10 +1,19 @@
-"""Shared fixtures: the real GTZAN clips beside the checkout, and MP3s written by the tests."""
+"""Shared fixtures: the real GTZAN clips beside the checkout, MP3s written by the tests, a small tmpfs, an
+unprivileged user, real daemons (tests/daemon_harness.py), and a fence that keeps every test away from real folders.
+
+What a test needs and this machine lacks (the shared data, a tmpfs, a user to switch to) skips the test on a
+developer's machine, with the reason, but fails it in CI (CI is set there), which must provide it.
+"""
 
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import subprocess
-from collections.abc import Iterator
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,17 +21,50 @@ import numpy as np
 import pytest
 import soundfile
 
+import genresort.config
+from daemon_harness import Daemon, Folders, User
+
 #: The shared data sits beside the checkout (../shared/data); CI has it too.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: The unprivileged account the permission tests run as; `.ci/run` creates it.
+TEST_USER = "genresort-test"
+#: Settings loaded without --config come from this, written in a temporary folder of each test's own.
+TEST_CONFIG = """# the tests' own configuration: every folder beside this file, none of them real
+inbox = "inbox"
+library = "library"
+quarantine = "quarantine"
+unsure = "unsure"
+state_dir = "state"
+"""
+
+
+def unavailable(message: str) -> None:
+    """Skip the test for want of `message`'s resource, or fail it in CI, which must have the resource."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI is set, so it is required")
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def away_from_real_folders(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test can touch a real folder: the runner's GENRESORT_* variables are gone for every test (a variable
+    outranks what a test passes to Settings), and settings loaded without --config come from a file whose folders
+    are all in a temporary folder, never the project's config/genresort.toml or its inbox and library."""
+    for key in list(os.environ):
+        if key.startswith("GENRESORT_"):
+            monkeypatch.delenv(key)
+    config_file = tmp_path_factory.mktemp("settings") / "genresort.toml"
+    config_file.write_text(TEST_CONFIG)
+    monkeypatch.setattr(genresort.config, "DEFAULT_CONFIG_FILE", config_file)
+
+
+# --- music -------------------------------------------------------------------------------------------------------
 
 
 def require_shared_data() -> Path:
     """The shared data folder; skips where it is absent (a user's clone) but fails in CI, which must have it."""
     if not (SHARED_DATA / "MANIFEST.tsv").is_file():
-        message = f"the shared GTZAN data is not at {SHARED_DATA}"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI is set, so the data set is required")
-        pytest.skip(message)
+        unavailable(f"the shared GTZAN data is not at {SHARED_DATA}")
     return SHARED_DATA
 
 
@@ -51,19 +93,92 @@ def write_mp3(path: Path, seconds: float, sample_rate: int = 44100, channels: in
     return path
 
 
+def make_mp3(path: Path, seed: int, seconds: float = 3.0) -> Path:
+    """A distinct short MP3 (tones and noise from `seed`), mono 22.05 kHz to be quick to write."""
+    return write_mp3(path, seconds, sample_rate=22050, channels=1, seed=seed)
+
+
+# --- what the machine must provide ----------------------------------------------------------------------------
+
+
 @contextmanager
 def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
     """A tmpfs of `size` (e.g. "64k") mounted at `folder`, to run out of space for real; needs root (or
-    CAP_SYS_ADMIN) and skips with the reason where it cannot be mounted."""
+    CAP_SYS_ADMIN): skips with the reason where it cannot be mounted, fails in CI."""
     folder.mkdir(parents=True, exist_ok=True)
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(folder)], capture_output=True, text=True
     )
     if mounted.returncode != 0:
-        pytest.skip(
+        unavailable(
             f"cannot mount a small tmpfs to simulate a full disk: {mounted.stderr.strip() or mounted.returncode}"
         )
     try:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def unprivileged_account() -> User:
+    """The unprivileged account TEST_USER, which `.ci/run` creates (run its user set-up as root to have it here).
+    Without root no process can become another user. Either lack skips the test, or fails it in CI."""
+    if os.geteuid() != 0:
+        unavailable(f"switching to the unprivileged user {TEST_USER} needs root")
+    try:
+        entry = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        unavailable(f"the user {TEST_USER} does not exist (.ci/run creates it)")
+    return User(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+@pytest.fixture(scope="session")
+def unprivileged_user() -> User:
+    """An unprivileged user to run a daemon or a function as, since root ignores permission bits; checked to be
+    able to run genresort from this checkout."""
+    user = unprivileged_account()
+    probe = run_as(user, sys.executable, "-c", "import genresort.cli")
+    if probe.returncode != 0:
+        unavailable(
+            f"{user.name} cannot run genresort from this checkout (.ci/run lets it through the folders above): "
+            + (probe.stderr.strip().splitlines() or ["no message"])[-1]
+        )
+    return user
+
+
+@pytest.fixture
+def user_folder(unprivileged_user: User) -> Iterator[Path]:
+    """An empty folder owned by the unprivileged user, where that user can reach it (the tests' tmp_path is under a
+    folder only root may enter); removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="genresort-as-user-")).resolve()
+    try:
+        unprivileged_user.own(folder)
+        if run_as(unprivileged_user, "test", "-w", str(folder)).returncode != 0:
+            pytest.fail(f"{unprivileged_user.name} cannot reach {folder}: a folder above it is closed to others")
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+def run_as(user: User, *command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, cwd="/", **user.popen_options())
+
+
+# --- real daemons --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def start_daemon() -> Iterator[Callable[..., Daemon]]:
+    """start_daemon(folders, name, extra_env, **settings) -> a running Daemon, configured by GENRESORT_<SETTING>
+    variables (and `extra_env`); whatever a test leaves running is killed after it."""
+    started: list[Daemon] = []
+
+    def start(
+        folders: Folders, name: str = "daemon", extra_env: dict[str, str] | None = None, **settings: object
+    ) -> Daemon:
+        daemon = Daemon(folders, folders.env(**settings) | (extra_env or {}), name)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.close()

@@ -1,11 +1,6 @@
 """End to end: the real `genresort watch` process on real folders, with real MP3s. Nothing is mocked.
 
-Each test starts the daemon as a subprocess in a session of its own (so that SIGKILL of its process group takes
-its analysis workers down too, as systemd does when a service crashes), configures it only through GENRESORT_*
-variables (with an empty configuration file, so the project's own config/genresort.toml cannot leak in), reads
-its JSON lines from stdout and the sd_notify datagrams from a socket bound in the test's folder, and waits for
-conditions with deadlines.
-
+The daemon runs under tests/daemon_harness.py (see there how it is started, configured, listened to and stopped).
 The shared GTZAN clips are copied into tmp_path at run time; the tests that need them skip where the data is
 absent and fail when CI is set (see conftest.py). Every other input is a short MP3 written by the tests.
 
@@ -19,21 +14,14 @@ import errno
 import json
 import os
 import random
-import select
 import shutil
 import signal
-import socket
 import sqlite3
 import struct
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,370 +30,28 @@ import numpy as np
 import pytest
 from mutagen.id3 import ID3, TCON, TIT2, TPE1
 
-from conftest import SHARED_DATA, shared_clip, small_tmpfs, write_mp3
-from genresort.analysis.audio import AUDIO_EXTENSIONS
+from conftest import SHARED_DATA, make_mp3, shared_clip, small_tmpfs
+from daemon_harness import (
+    OUTCOME_EVENTS,
+    REASON_SUFFIX,
+    Daemon,
+    Folders,
+    command_line,
+    drop,
+    files_under,
+    fingerprint,
+    music_in,
+    process_table,
+)
 from genresort.digest import sha256_file
-from genresort.library.tags import TagError, audio_payload_sha256
 from genresort.paths import DEFAULT_MODEL_DIR
 from genresort.training.dataset import GTZAN_GENRE_NAMES
 
-DAEMON_COMMAND = [sys.executable, "-m", "genresort.cli", "watch"]
-OUTCOME_EVENTS = frozenset({"file.sorted", "file.unsure", "file.duplicate", "file.quarantined"})
-STAGING = ".genresort-staging"
-REASON_SUFFIX = ".reason.json"
 GENRES = sorted(GTZAN_GENRE_NAMES)
 MODEL_ID = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())["model_id"]
-# Variables of the test runner's own environment that would change what the daemon does.
-FOREIGN_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
-
-STARTUP_SECONDS = 120.0  # the model loads in each analysis process: a few seconds, much more on a busy machine
-FILE_SECONDS = 60.0  # from dropping a file to its outcome line
-
-
-# --- the daemon as a process --------------------------------------------------------------------------------
-
-
-@dataclass
-class Folders:
-    """The daemon's folders under one root; the inbox exists from the start, the rest the daemon creates."""
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        self.root = self.root.resolve()  # the daemon logs absolute paths; compare like with like
-        self.inbox.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text("# empty: every setting comes from GENRESORT_* variables\n")
-
-    inbox = property(lambda self: self.root / "inbox")
-    library = property(lambda self: self.root / "library")
-    quarantine = property(lambda self: self.root / "quarantine")
-    unsure = property(lambda self: self.root / "unsure")
-    state = property(lambda self: self.root / "state")
-    config_file = property(lambda self: self.root / "genresort.toml")
-
-    @property
-    def destinations(self) -> tuple[Path, Path, Path]:
-        return self.library, self.unsure, self.quarantine
-
-    def env(self, **settings: object) -> dict[str, str]:
-        """The test runner's environment without GENRESORT_* and systemd variables, plus these folders and
-        `settings` as GENRESORT_<KEY>."""
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith("GENRESORT_") and key not in FOREIGN_VARIABLES
-        }
-        env.update(
-            GENRESORT_INBOX=str(self.inbox),
-            GENRESORT_LIBRARY=str(self.library),
-            GENRESORT_QUARANTINE=str(self.quarantine),
-            GENRESORT_UNSURE=str(self.unsure),
-            GENRESORT_STATE_DIR=str(self.state),
-        )
-        env.update({f"GENRESORT_{key.upper()}": str(value) for key, value in settings.items()})
-        return env
-
-
-@dataclass(frozen=True)
-class Said:
-    """One thing the daemon said: a log line ("log"), a notify datagram ("notify"), a line that is not JSON
-    ("junk"), or a mark the test put in the stream ("mark")."""
-
-    kind: str
-    text: str
-    record: dict[str, Any] = field(default_factory=dict)
-    children: tuple[str, ...] = ()  # for "READY=1": the command lines of the daemon's child processes then
-
-
-def process_table() -> list[tuple[int, str, int, int]]:
-    """(pid, state, parent pid, process group) of every process, from /proc."""
-    table = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat_line = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat_line[stat_line.rindex(")") + 2 :].split()  # the command name may hold spaces and ")"
-        table.append((int(entry), fields[0], int(fields[1]), int(fields[2])))
-    return table
-
-
-def command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def live_group_members(group: int) -> list[int]:
-    """Processes of the group that are still running (zombies waiting to be reaped are dead enough)."""
-    return [pid for pid, state, _, pgrp in process_table() if pgrp == group and state != "Z"]
-
-
-def short_socket_path(folder: Path, name: str) -> Path:
-    """A path for an AF_UNIX socket in `folder`, or in a short temporary folder when `folder` is too deep
-    (the kernel takes at most 107 bytes)."""
-    path = folder / name
-    if len(os.fsencode(path)) < 100:
-        return path
-    return Path(tempfile.mkdtemp(prefix="gs-notify-")) / name
-
-
-class Daemon:
-    """A running `genresort watch` and everything it says.
-
-    One reader thread takes the stdout lines and the notify datagrams into a single list. Before it handles a
-    stdout line it drains the notify socket, so a datagram sent before a line was written always comes first in
-    the list: "READY=1 came before any outcome" can be read off the list. (The reverse, a line before a
-    datagram, cannot: both may be waiting at once.)
-    """
-
-    _count = 0
-
-    def __init__(self, folders: Folders, env: dict[str, str], name: str = "daemon") -> None:
-        Daemon._count += 1
-        self.folders = folders
-        self.name = f"{name}-{Daemon._count}"
-        self.said: list[Said] = []
-        self._lock = threading.Lock()
-        self.socket_path = short_socket_path(folders.root, f"{self.name}.notify")
-        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self._notify.bind(str(self.socket_path))
-        self._notify.setblocking(False)
-        self.stderr_path = folders.root / f"{self.name}.stderr"
-        with open(self.stderr_path, "wb") as stderr:  # the decoders chat on stderr; a pipe nobody reads would fill
-            self.process = subprocess.Popen(
-                [*DAEMON_COMMAND, "--config", str(folders.config_file)],
-                env=dict(env, NOTIFY_SOCKET=str(self.socket_path)),
-                cwd=folders.root,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                start_new_session=True,  # its own process group: the daemon and its analysis workers
-            )
-        self.pid = self.process.pid
-        self._reader = threading.Thread(target=self._read, name=f"{self.name}-reader", daemon=True)
-        self._reader.start()
-
-    # -- reading -----------------------------------------------------------------------------------------------
-
-    def _read(self) -> None:
-        descriptor = self.process.stdout.fileno()
-        pending = b""
-        while True:
-            readable, _, _ = select.select([descriptor, self._notify], [], [], 0.5)
-            with self._lock:
-                self._drain_notify()
-                if descriptor not in readable:
-                    continue
-                chunk = os.read(descriptor, 1 << 16)
-                if not chunk:
-                    break
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    self._add_line(line)
-        with self._lock:
-            if pending:
-                self._add_line(pending)
-            self._drain_notify()
-
-    def _drain_notify(self) -> None:
-        while True:
-            try:
-                message = self._notify.recv(1 << 16).decode(errors="replace")
-            except (BlockingIOError, OSError):
-                return
-            children: tuple[str, ...] = ()
-            if message == "READY=1":
-                children = tuple(command_line(pid) for pid, _, parent, _ in process_table() if parent == self.pid)
-            self.said.append(Said("notify", message, children=children))
-
-    def _add_line(self, line: bytes) -> None:
-        text = line.decode(errors="replace")
-        if not text.strip():
-            return
-        try:
-            record = json.loads(text)
-        except ValueError:
-            self.said.append(Said("junk", text))
-            return
-        if not isinstance(record, dict) or "event" not in record:
-            self.said.append(Said("junk", text))
-        else:
-            self.said.append(Said("log", text, record))
-
-    def mark(self, label: str) -> None:
-        """Put `label` into the stream, after every datagram that has arrived so far."""
-        with self._lock:
-            self._drain_notify()
-            self.said.append(Said("mark", label))
-
-    # -- what it said ----------------------------------------------------------------------------------------
-
-    def stream(self) -> list[Said]:
-        with self._lock:
-            return list(self.said)
-
-    def logs(self, *events: str) -> list[dict[str, Any]]:
-        return [
-            item.record
-            for item in self.stream()
-            if item.kind == "log" and (not events or item.record["event"] in events)
-        ]
-
-    def notifications(self) -> list[str]:
-        return [item.text for item in self.stream() if item.kind == "notify"]
-
-    def outcomes(self, source: Path | None = None) -> list[dict[str, Any]]:
-        """Final outcome lines (sorted, unsure, duplicate, quarantined), for one source file or all."""
-        return [record for record in self.logs(*OUTCOME_EVENTS) if source is None or record["source"] == str(source)]
-
-    def junk(self) -> list[str]:
-        return [item.text for item in self.stream() if item.kind == "junk"]
-
-    def describe(self) -> str:
-        """The end of what it said, for assertion messages."""
-        lines = [item.text if item.kind != "mark" else f"--- {item.text} ---" for item in self.stream()[-40:]]
-        try:
-            errors = self.stderr_path.read_text(errors="replace").splitlines()[-15:]
-        except OSError:
-            errors = []
-        return (
-            f"\n{self.name} (pid {self.pid}, exit code {self.process.poll()}) said last:\n  "
-            + "\n  ".join(lines)
-            + "\nstderr (last lines):\n  "
-            + "\n  ".join(errors)
-        )
-
-    # -- waiting -----------------------------------------------------------------------------------------------
-
-    def wait_for(self, condition: Callable[[], Any], what: str, timeout: float = FILE_SECONDS) -> Any:
-        """Poll `condition` until it is true (and return its value); fail after `timeout` seconds, or at once
-        when the daemon exits meanwhile."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if self.process.poll() is not None:
-                pytest.fail(f"{self.name} exited while the test waited for {what}" + self.describe())
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}" + self.describe())
-            time.sleep(0.05)
-
-    def wait_ready(self, timeout: float = STARTUP_SECONDS) -> dict[str, Any]:
-        return self.wait_for(lambda: self.logs("daemon.ready"), "daemon.ready", timeout)[0]
-
-    def wait_outcome(self, source: Path, timeout: float = FILE_SECONDS) -> dict[str, Any]:
-        """The outcome line of `source` (a path in the inbox), once there is one."""
-        return self.wait_for(lambda: self.outcomes(source), f"an outcome for {source.name}", timeout)[0]
-
-    # -- stopping ----------------------------------------------------------------------------------------------
-
-    def terminate(self, timeout: float = 120.0) -> int:
-        """SIGTERM to the process group, as `systemctl stop` does (the analysis workers ignore it); the exit code."""
-        self.mark("SIGTERM sent")
-        os.killpg(self.pid, signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{self.name} did not exit within {timeout:.0f} s of SIGTERM" + self.describe())
-        self._finish_reading()
-        return code
-
-    def kill(self, whole_group: bool = True) -> None:
-        """SIGKILL to the whole process group - a crash of the service - or to the daemon alone, whose analysis
-        workers must then exit by themselves when their pipe closes; waits until all of it is gone."""
-        self.mark("SIGKILL sent")
-        if whole_group:
-            os.killpg(self.pid, signal.SIGKILL)
-        else:
-            os.kill(self.pid, signal.SIGKILL)
-        self.process.wait(30)
-        deadline = time.monotonic() + 30
-        while members := live_group_members(self.pid):
-            assert time.monotonic() < deadline, f"processes {members} of {self.name} outlived SIGKILL" + self.describe()
-            time.sleep(0.05)
-        self._finish_reading()
-
-    def wait_exit(self, timeout: float = STARTUP_SECONDS) -> int:
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{self.name} did not exit within {timeout:.0f} s" + self.describe())
-        self._finish_reading()
-        return code
-
-    def _finish_reading(self) -> None:
-        self._reader.join(30)
-        assert not self._reader.is_alive(), f"{self.name}: stdout still open after exit (a leftover worker?)"
-
-    def close(self) -> None:
-        """Make sure nothing of it is left running (after a failed test); safe to call more than once."""
-        if self.process.poll() is None or live_group_members(self.pid):
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait(30)
-        self._reader.join(30)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self._notify.close()
-        self.socket_path.unlink(missing_ok=True)
-        if self.socket_path.parent != self.folders.root:  # a short_socket_path of its own
-            self.socket_path.parent.rmdir()
-
-
-@pytest.fixture
-def start_daemon() -> Iterator[Callable[..., Daemon]]:
-    """start_daemon(folders, name, extra_env, **settings) -> a running Daemon, configured by GENRESORT_<SETTING>
-    variables (and `extra_env`); whatever a test leaves running is killed after it."""
-    started: list[Daemon] = []
-
-    def start(
-        folders: Folders, name: str = "daemon", extra_env: dict[str, str] | None = None, **settings: object
-    ) -> Daemon:
-        daemon = Daemon(folders, folders.env(**settings) | (extra_env or {}), name)
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        daemon.close()
 
 
 # --- inputs and inspection ------------------------------------------------------------------------------------
-
-
-def fingerprint(path: Path) -> str:
-    """The audio payload's sha256 (tags aside); the whole file's for a file that is no audio file at all."""
-    try:
-        return audio_payload_sha256(path)
-    except TagError:
-        return "bytes:" + sha256_file(path)
-
-
-def files_under(*roots: Path, staging: bool = False) -> list[Path]:
-    """Every regular file below the roots: outside the staging folders, or (staging=True) inside them."""
-    found = []
-    for root in roots:
-        for folder, _subfolders, names in os.walk(root):
-            inside = STAGING in Path(folder).relative_to(root).parts
-            found.extend(Path(folder) / name for name in names if inside == staging)
-    return sorted(found)
-
-
-def music_in(folder: Path) -> list[Path]:
-    """What the daemon would consider taking from `folder`: audio names, not hidden, not partial downloads."""
-    return [
-        path
-        for path in files_under(folder)
-        if path.suffix.lower() in AUDIO_EXTENSIONS
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    ]
 
 
 def id3_frames(path: Path) -> tuple[tuple[int, int, int], dict[str, str]]:
@@ -441,23 +87,6 @@ def png_bytes() -> bytes:
     header = struct.pack(">IIBBBBB", 8, 8, 8, 0, 0, 0, 0)
     pixels = zlib.compress(b"".join(b"\0" + bytes(range(0, 256, 32)) for _ in range(8)))
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-
-
-def make_mp3(path: Path, seed: int, seconds: float = 3.0) -> Path:
-    """A distinct short MP3 (tones and noise from `seed`), mono 22.05 kHz to be quick to write."""
-    return write_mp3(path, seconds, sample_rate=22050, channels=1, seed=seed)
-
-
-def drop(content: Path | bytes, target: Path) -> Path:
-    """Put a complete file into the inbox at once, the way a finished download is renamed into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    hidden = target.with_name(f".incoming-{target.name}")
-    if isinstance(content, bytes):
-        hidden.write_bytes(content)
-    else:
-        shutil.copyfile(content, hidden)
-    os.rename(hidden, target)
-    return target
 
 
 def with_id3(path: Path, *frames: object) -> Path:
