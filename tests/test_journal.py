@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import os
+import random
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from genresort.library.journal import Journal, Step
-from genresort.library.lock import AlreadyRunning, InstanceLock
+from genresort.library.journal import Journal, JournalDamaged, JournalError, Step, move_aside
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -81,8 +83,8 @@ def test_the_full_path_is_recorded_and_kept_across_reopening(tmp_path: Path) -> 
     database = tmp_path / "journal.sqlite3"
     with Journal(database) as journal:
         record = journal.claim(Path("/inbox/song.mp3"), SHA_A, 1, 1)
-        journal.advance(record.id, Step.STAGED, staged_path=Path("/library/.staging/1.mp3"), outcome="Jazz")
-        journal.advance(record.id, Step.PLACING, destination=Path("/library/Jazz/song.mp3"))
+        journal.advance(record.id, Step.STAGED, staged_path=Path("/library/.staging/1.mp3"))
+        journal.advance(record.id, Step.PLACING, destination=Path("/library/Jazz/song.mp3"), outcome="sorted")
         journal.advance(record.id, Step.PLACED)
         journal.advance(record.id, Step.DONE)
 
@@ -94,7 +96,7 @@ def test_the_full_path_is_recorded_and_kept_across_reopening(tmp_path: Path) -> 
         assert found.step is Step.DONE
         assert found.staged_path == Path("/library/.staging/1.mp3")
         assert found.destination == Path("/library/Jazz/song.mp3")
-        assert found.outcome == "Jazz"
+        assert found.outcome == "sorted"
 
 
 def test_a_file_name_that_is_not_utf8_round_trips(journal: Journal) -> None:
@@ -193,8 +195,9 @@ def test_finished_lookups(journal: Journal) -> None:
     assert journal.find_finished_by_sha256(SHA_A) is None
 
     first = journal.claim(source, SHA_A, 1, 1)
-    for step in (Step.STAGED, Step.PLACING, Step.PLACED):
-        journal.advance(first.id, step, staged_path=Path("/staged"), destination=Path("/library/Jazz/song.mp3"))
+    journal.advance(first.id, Step.STAGED, staged_path=Path("/staged"))
+    journal.advance(first.id, Step.PLACING, destination=Path("/library/Jazz/song.mp3"), outcome="sorted")
+    journal.advance(first.id, Step.PLACED)
     assert journal.find_finished_by_sha256(SHA_A) is None
     journal.advance(first.id, Step.DONE)
     redropped = journal.claim(Path("/inbox/copy.mp3"), SHA_A, 1, 1)
@@ -219,7 +222,7 @@ def test_a_journal_from_another_schema_version_is_refused(tmp_path: Path) -> Non
     with sqlite3.connect(database) as connection:
         connection.execute("UPDATE schema_version SET version = 99")
 
-    with pytest.raises(RuntimeError, match="schema version 99"):
+    with pytest.raises(JournalError, match="schema version 99"):
         Journal(database)
 
 
@@ -278,7 +281,7 @@ def test_concurrent_advances_from_threads(journal: Journal) -> None:
 
     def sort_one(record_id: int) -> None:
         journal.advance(record_id, Step.STAGED, staged_path=Path(f"/staged/{record_id}"))
-        journal.advance(record_id, Step.PLACING, destination=Path(f"/library/Jazz/{record_id}.mp3"))
+        journal.advance(record_id, Step.PLACING, destination=Path(f"/library/Jazz/{record_id}.mp3"), outcome="sorted")
         journal.advance(record_id, Step.PLACED)
         journal.advance(record_id, Step.DONE)
 
@@ -292,39 +295,81 @@ def test_concurrent_advances_from_threads(journal: Journal) -> None:
     assert all(journal.find_finished_by_sha256(record.sha256) is not None for record in records)
 
 
-def test_instance_lock_is_exclusive_across_processes_until_the_holder_is_killed(tmp_path: Path) -> None:
-    state_dir = tmp_path / "state"
-    holder = run_child(
-        """
-        import sys, time
-        from pathlib import Path
-        from genresort.library.lock import InstanceLock
-        InstanceLock(Path(sys.argv[1])).acquire()
-        print("locked", flush=True)
-        time.sleep(600)
-        """,
-        str(state_dir),
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "locked\n"
-
-        with pytest.raises(AlreadyRunning) as refused:
-            InstanceLock(state_dir).acquire()
-        assert f"pid {holder.pid}" in str(refused.value)
-        assert str(state_dir / "genresort.lock") in str(refused.value)
-    finally:
-        holder.kill()
-        holder.communicate(timeout=60)
-
-    with InstanceLock(state_dir):
-        assert (state_dir / "genresort.lock").read_text() == f"{os.getpid()}\n"
+# --- a damaged journal -----------------------------------------------------------------------------------------
 
 
-def test_instance_lock_can_be_taken_again_after_release(tmp_path: Path) -> None:
-    lock = InstanceLock(tmp_path)
-    with lock:
-        with pytest.raises(AlreadyRunning):
-            InstanceLock(tmp_path).acquire()
-    with InstanceLock(tmp_path):
-        pass
+def journal_with_files(path: Path, count: int = 300) -> Path:
+    """A real journal of `count` claimed files (about 30 pages), closed, so its -wal is checkpointed into it."""
+    with Journal(path) as journal:
+        for number in range(count):
+            journal.claim(Path(f"/inbox/{number:04d} a track with a long name.mp3"), f"{number:064x}", number, 1)
+    return path
+
+
+def page_size(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[16:18], "big")
+
+
+def overwrite_middle_page(path: Path, page: bytes) -> None:
+    size = page_size(path)
+    with path.open("r+b") as file:
+        file.seek(path.stat().st_size // size // 2 * size)
+        file.write(page[:size].ljust(size, b"\0"))
+
+
+def truncate_to_half(path: Path) -> None:
+    size = page_size(path)
+    os.truncate(path, path.stat().st_size // size // 2 * size)
+
+
+DAMAGES: dict[str, Callable[[Path], None]] = {
+    "junk bytes": lambda path: path.write_bytes(b"this is not a database\n" * 400),
+    "a page of zeros in the middle": lambda path: overwrite_middle_page(path, b""),
+    "a page of junk in the middle": lambda path: overwrite_middle_page(path, random.Random(6).randbytes(65536)),
+    "truncated to half its pages": truncate_to_half,
+}
+
+
+def damaged_journal(folder: Path, damage: str) -> Path:
+    path = journal_with_files(folder / "journal.sqlite3")
+    DAMAGES[damage](path)
+    return path
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_journal_is_refused_as_damaged_and_left_as_it_is(tmp_path: Path, damage: str) -> None:
+    path = damaged_journal(tmp_path, damage)
+    damaged = path.read_bytes()
+
+    with pytest.raises(JournalDamaged, match=f"the journal {path} is damaged: "):
+        Journal(path)
+
+    assert path.read_bytes() == damaged
+
+
+def test_move_aside_renames_the_journal_with_its_wal_and_shm_and_a_fresh_one_opens(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").write_bytes(f"damaged{suffix}".encode())
+
+    aside = move_aside(path)
+
+    assert re.fullmatch(r"journal\.sqlite3\.damaged-\d{8}T\d{6}Z", aside.name)
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == [aside.name, f"{aside.name}-shm", f"{aside.name}-wal"]
+    assert [Path(f"{aside}{suffix}").read_bytes() for suffix in ("", "-wal", "-shm")] == [
+        b"damaged",
+        b"damaged-wal",
+        b"damaged-shm",
+    ]
+    with Journal(path) as fresh:
+        assert fresh.unfinished() == []
+
+
+def test_move_aside_never_replaces_a_journal_moved_aside_before(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    asides = []
+    for number in range(3):
+        path.write_bytes(f"damaged {number}".encode())
+        asides.append(move_aside(path))
+
+    assert [aside.read_bytes() for aside in asides] == [b"damaged 0", b"damaged 1", b"damaged 2"]

@@ -1,4 +1,9 @@
-"""The single-instance lock: two genresort processes on one state folder would process the same files."""
+"""The single-instance lock: two genresort processes on one state folder would process the same files.
+
+The lock is taken on the state folder itself (Linux allows flock on a directory), not on a file in it, so
+deleting files from the state folder cannot let a second instance in. The kernel drops the lock when its
+holder dies, SIGKILL included. The holder's pid is written to ``genresort.pid`` only for the refusal message.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +12,60 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+PID_FILE = "genresort.pid"
+
 
 class AlreadyRunning(RuntimeError):
     """Another genresort process owns the state folder; two would process the same files."""
 
 
 class InstanceLock:
-    """An exclusive lock on ``<state_dir>/genresort.lock``; the kernel drops it when its holder dies (SIGKILL too)."""
+    """An exclusive flock on the state folder, held while the descriptor stays open."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "genresort.lock"
+        self.state_dir = state_dir
         self._descriptor: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        """Take the lock, or raise AlreadyRunning naming the holder; OSError if the folder cannot be opened."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(descriptor)
             raise AlreadyRunning(
-                f"another genresort (pid {holder}) is using this state folder: {self.path} is locked"
+                f"another genresort (pid {self._holder()}) is using the state folder {self.state_dir}:"
+                " stop it first, as two would sort the same files"
             ) from None
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:
+            os.close(descriptor)
+            raise
         self._descriptor = descriptor
+        try:
+            self._write_pid()
+        except BaseException:
+            self.release()
+            raise
+
+    def _write_pid(self) -> None:
+        descriptor = os.open(
+            self.state_dir / PID_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+        )
+        try:
+            os.write(descriptor, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(descriptor)
+
+    def _holder(self) -> str:
+        """The pid the holder wrote, for the message only: the file may be gone or half-written."""
+        try:
+            return (self.state_dir / PID_FILE).read_text(errors="replace").strip() or "unknown"
+        except OSError:
+            return "unknown"
 
     def release(self) -> None:
-        """Close the file, which drops the lock; the file stays, as deleting it would race with a new holder."""
+        """Close the descriptor, which drops the lock; the pid file stays (the next holder overwrites it)."""
         if self._descriptor is not None:
             os.close(self._descriptor)
             self._descriptor = None

@@ -1,19 +1,30 @@
-"""What both entry points need before the first file: working folders, the state folder's lock, the model."""
+"""What both entry points need before the first file: working folders, the state folder (locked, with a journal
+that is intact and writable), the model."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from structlog.typing import FilteringBoundLogger
 
 from genresort.analysis.model import ModelError
 from genresort.config import ConfigError, Settings
+from genresort.library.journal import Journal, JournalDamaged, JournalError, move_aside
 from genresort.library.lock import AlreadyRunning, InstanceLock
+from genresort.logs import path_text
 from genresort.service.pipeline import Sorter, open_sorter
 
 FOLDER_KEYS = ("inbox", "library", "quarantine", "unsure", "state_dir")
+JOURNAL_NAME = "journal.sqlite3"
+#: What a fresh journal means for the files, said in the `journal.damaged` line.
+FRESH_JOURNAL_MEANS = (
+    "a fresh journal was started: files still in the inbox are sorted again and none is lost (an inbox original is"
+    " removed only once its copy is placed), but the files sorted before are forgotten: one dropped again, or one"
+    " whose sort was cut short, may be placed a second time instead of going to quarantine/duplicates"
+)
 
 
 class FolderError(Exception):
@@ -43,6 +54,74 @@ def lock_state_folder(settings: Settings, log: FilteringBoundLogger) -> Instance
         log.error("daemon.refused", reason=str(error))
         return None
     return lock
+
+
+@dataclass(frozen=True)
+class State:
+    """The state folder while it is ours: its lock, and the journal in it."""
+
+    lock: InstanceLock
+    journal: Journal
+
+    def close(self) -> None:
+        self.journal.close()
+        self.lock.release()
+
+
+def open_state(settings: Settings, log: FilteringBoundLogger) -> State | None:
+    """Checked folders, the state folder's lock and its journal, proven intact and writable before READY; or None
+    after logging why not, in words people can act on (exit code EXIT_REFUSED)."""
+    try:
+        prepare_folders(settings)
+        lock = InstanceLock(settings.state_dir)
+        lock.acquire()
+    except (FolderError, AlreadyRunning) as error:
+        log.error("daemon.refused", reason=str(error))
+        return None
+    except OSError as error:
+        log.error("daemon.refused", reason=f"the state folder {settings.state_dir} cannot be locked: {error}")
+        return None
+    try:
+        return State(lock, open_journal(settings.state_dir / JOURNAL_NAME, log))
+    except JournalError as error:
+        lock.release()
+        log.error("daemon.refused", reason=str(error))
+        return None
+    except BaseException:
+        lock.release()
+        raise
+
+
+def open_journal(path: Path, log: FilteringBoundLogger) -> Journal:
+    """The journal; a damaged one is moved aside and a fresh one started, because a daemon that cannot start sorts
+    nothing, and a fresh journal loses no file (see FRESH_JOURNAL_MEANS). Call only with the state folder locked."""
+    try:
+        return Journal(path)
+    except JournalDamaged as damage:
+        try:
+            aside = move_aside(path)
+        except OSError as error:
+            raise JournalError(
+                f"{damage}; it cannot be moved aside ({error}): move it away, then start again"
+            ) from error
+        log.error("journal.damaged", reason=str(damage), moved_to=path_text(aside), meaning=FRESH_JOURNAL_MEANS)
+        return Journal(path)
+
+
+def open_journal_unlocked(settings: Settings, log: FilteringBoundLogger) -> Journal | None:
+    """The journal for a dry run, which takes no lock and so leaves a damaged journal where it is; or None after
+    logging why not (exit code EXIT_REFUSED)."""
+    try:
+        return Journal(settings.state_dir / JOURNAL_NAME)
+    except JournalDamaged as damage:
+        log.error(
+            "daemon.refused",
+            reason=f"{damage}; a dry run changes nothing: `genresort sort` or the daemon will"
+            " move it aside and start a fresh journal",
+        )
+    except JournalError as error:
+        log.error("daemon.refused", reason=str(error))
+    return None
 
 
 def start_sorter(settings: Settings, log: FilteringBoundLogger) -> Sorter | None:
