@@ -6,14 +6,23 @@ left for the next start; it never stops the others, nor the start itself.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
-from genresort.digest import sha256_file
 from genresort.library.journal import FileRecord
 from genresort.library.placement import discard_staged, staging_folder
 from genresort.logs import path_text
-from genresort.service.pipeline import Outcome, Sorter, SortOutcome, finish, settle
+from genresort.service.pipeline import (
+    NotARegularFile,
+    Outcome,
+    Sorter,
+    SortOutcome,
+    SourceGone,
+    finish,
+    open_source,
+    settle,
+)
 
 
 def recover(sorter: Sorter) -> None:
@@ -41,9 +50,11 @@ def recover(sorter: Sorter) -> None:
 def _still_ours(record: FileRecord) -> bool:
     """Release only the file we sorted: one dropped under the same name while we were stopped stays."""
     try:
-        status = os.stat(record.source, follow_symlinks=False)
-        return status.st_size == record.size and sha256_file(record.source) == record.sha256
-    except (FileNotFoundError, IsADirectoryError):
+        with open_source(record.source) as source:  # never follows a link, never blocks on a FIFO
+            if source.status.st_size != record.size:
+                return False
+            return hashlib.file_digest(source.stream, "sha256").hexdigest() == record.sha256
+    except (SourceGone, NotARegularFile):
         return False
 
 
