@@ -1,4 +1,5 @@
-"""The daemon's parts on real folders and a real watchdog observer: stability gate, scan, queue, mount detection.
+"""The daemon's parts around `sort_file` on real folders: the work queue, one pass, folders. The inbox side
+(stability gate, scans, the observer, the intake and the supervisor) is tested in test_inbox.py.
 
 The sorting itself is replaced by small recording functions: the pipeline is importable, but a Sorter needs a
 trained model and analysis processes, and what is tested here is what the daemon does around `sort_file`.
@@ -14,57 +15,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
-from watchdog.events import FileCreatedEvent
 
 from genresort.config import Settings
-from genresort.service.inbox import (
-    EventHints,
-    InboxWatcher,
-    StabilityGate,
-    filesystem_type,
-    inbox_filesystem,
-    mount_points,
-    rescan,
-    scan_folder,
-    wants_polling,
-)
+from genresort.service.inbox import InboxWatcher, StabilityGate, rescan
 from genresort.service.oneshot import sort_files
 from genresort.service.pipeline import Outcome, SortOutcome
 from genresort.service.startup import FolderError, prepare_folders
-from genresort.service.supervisor import stall_limit
 from genresort.service.workqueue import WorkQueue, retry_delay
-
-STABILITY = 5.0
-LOG = structlog.get_logger()
-
-
-class ManualClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
-def write(path: Path, content: bytes = b"\xff\xfb" + b"music" * 400) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    return path
+from test_inbox import LOG, ManualClock, wait_until, write
 
 
 def make_old(path: Path) -> Path:
@@ -101,11 +60,6 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def gate(clock: ManualClock) -> StabilityGate:
-    return StabilityGate(STABILITY, clock)
-
-
-@pytest.fixture
 def work_started() -> Iterator[list[WorkQueue]]:
     """Queues a test started; stopped afterwards so no worker thread outlives its test."""
     queues: list[WorkQueue] = []
@@ -124,157 +78,7 @@ def start_queue(
     return work
 
 
-# --- the stability gate ---------------------------------------------------------------------------------
-
-
-def test_gate_releases_a_file_only_after_it_is_unchanged_for_the_stability_time(
-    inbox: Path, gate: StabilityGate, clock: ManualClock
-) -> None:
-    song = write(inbox / "song.mp3")
-    gate.offer(song)
-
-    clock.advance(STABILITY - 0.1)
-    assert gate.release_stable() == []
-    clock.advance(0.1)
-    assert gate.release_stable() == [song]
-    assert gate.release_stable() == []  # released once: it has left the gate
-
-
-def test_gate_holds_a_file_written_in_chunks_until_the_last_write(
-    inbox: Path, gate: StabilityGate, clock: ManualClock
-) -> None:
-    song = inbox / "song.mp3"
-    gate.offer(write(song, b"first chunk"))
-    for chunk in range(10):
-        with open(song, "ab") as stream:
-            stream.write(b"more music %d" % chunk)
-        clock.advance(STABILITY - 1)  # each write comes before the wait is over
-        assert gate.release_stable() == []
-
-    clock.advance(STABILITY - 0.1)
-    assert gate.release_stable() == []
-    clock.advance(0.1)
-    assert gate.release_stable() == [song]
-
-
-def test_gate_restarts_the_wait_when_only_the_mtime_changes(
-    inbox: Path, gate: StabilityGate, clock: ManualClock
-) -> None:
-    song = write(inbox / "song.mp3")
-    gate.offer(song)
-    clock.advance(STABILITY - 1)
-    os.utime(song, ns=(0, os.stat(song).st_mtime_ns + 1))
-    assert gate.release_stable() == []
-
-    clock.advance(STABILITY - 0.1)
-    assert gate.release_stable() == []
-    clock.advance(0.1)
-    assert gate.release_stable() == [song]
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "song.mp3.part",
-        "song.mp3.crdownload",
-        "song.mp3.filepart",
-        "song.mp3.tmp",
-        "song.mp3.partial",
-        "song.mp3.download",
-        ".syncthing.song.mp3.tmp",
-        "~syncthing~song.mp3",
-        ".song.mp3",
-        "notes.txt",
-    ],
-)
-def test_gate_never_releases_partial_downloads_hidden_or_non_music_files(
-    inbox: Path, gate: StabilityGate, clock: ManualClock, name: str
-) -> None:
-    gate.offer(write(inbox / name))
-    clock.advance(STABILITY * 100)
-
-    assert gate.release_stable() == []
-    assert gate.watching() == 0
-
-
-def test_events_in_hidden_folders_below_the_inbox_are_ignored_but_a_hidden_parent_is_fine(tmp_path: Path) -> None:
-    inbox = tmp_path / ".local" / "inbox"  # the inbox itself may sit below a hidden folder
-    offered: list[Path] = []
-    hints = EventHints(inbox, offered.append)
-    for name in ("song.mp3", ".hidden/song.mp3", "album/.incomplete/song.mp3", "album/song.mp3"):
-        hints.on_created(FileCreatedEvent(str(inbox / name)))
-    hints.on_created(FileCreatedEvent(str(tmp_path / "elsewhere.mp3")))
-    assert offered == [inbox / "song.mp3", inbox / "album" / "song.mp3"]
-
-
-def test_gate_sees_a_renamed_download_under_its_final_name_only(
-    inbox: Path, gate: StabilityGate, clock: ManualClock
-) -> None:
-    partial = write(inbox / "song.mp3.part")
-    gate.offer(partial)
-    clock.advance(STABILITY)
-    final = partial.rename(inbox / "song.mp3")
-    gate.offer(final)
-
-    clock.advance(STABILITY)
-    assert gate.release_stable() == [final]
-
-
-def test_gate_forgets_files_that_vanish_and_ignores_links_and_folders(
-    inbox: Path, gate: StabilityGate, clock: ManualClock
-) -> None:
-    gone = write(inbox / "gone.mp3")
-    link = inbox / "link.mp3"
-    link.symlink_to(write(inbox.parent / "outside.mp3"))
-    folder = inbox / "folder.mp3"
-    folder.mkdir()
-    for path in (gone, link, folder):
-        gate.offer(path)
-    gone.unlink()
-
-    clock.advance(STABILITY)
-    assert gate.release_stable() == []
-    assert gate.watching() == 0
-
-
-# --- scanning -------------------------------------------------------------------------------------------
-
-
-def test_scan_finds_music_in_subfolders_and_skips_hidden_folders_and_partial_files(inbox: Path) -> None:
-    wanted = [write(inbox / "a.mp3"), write(inbox / "album" / "b.flac"), write(inbox / "album" / "cd 2" / "c.ogg")]
-    for name in (".genresort-staging/x.mp3", ".Trash-1000/old.mp3", "d.mp3.part", ".e.mp3", "cover.jpg"):
-        write(inbox / name)
-    (inbox / "loop").symlink_to(inbox)
-
-    assert sorted(scan_folder(inbox, LOG)) == sorted(wanted)
-
-
-# --- the real observer ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("polling", [False, True], ids=["inotify", "polling"])
-def test_rename_from_part_is_released_once_under_the_final_name(inbox: Path, polling: bool) -> None:
-    gate = StabilityGate(0.3)
-    watcher = InboxWatcher(inbox, polling, gate.offer)
-    watcher.start()
-    released: list[Path] = []
-    try:
-        partial = inbox / "song.mp3.part"
-        for _ in range(5):
-            with open(partial, "ab") as stream:
-                stream.write(b"music" * 1000)
-            time.sleep(0.1)
-        partial.rename(inbox / "song.mp3")
-
-        wait_until(lambda: released.extend(gate.release_stable()) or released)
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
-            released.extend(gate.release_stable())
-            time.sleep(0.05)
-    finally:
-        watcher.stop()
-
-    assert released == [inbox / "song.mp3"]
+# --- the real observer and the queue ---------------------------------------------------------------------
 
 
 def test_many_events_on_one_file_queue_it_once(inbox: Path, tmp_path: Path, work_started: list[WorkQueue]) -> None:
@@ -310,59 +114,6 @@ def test_many_events_on_one_file_queue_it_once(inbox: Path, tmp_path: Path, work
         watcher.stop()
 
     assert sorter.calls == [song]
-
-
-def test_rescan_finds_files_the_observer_never_reported(inbox: Path) -> None:
-    before = [write(inbox / "a.mp3"), write(inbox / "album" / "b.wav")]
-    offered: list[Path] = []
-    watcher = InboxWatcher(inbox, False, offered.append)
-    watcher.start()
-    try:
-        time.sleep(0.5)
-        assert offered == []  # files present before the start raise no events
-
-        with capture_logs() as logs:
-            rescan(inbox, offered.append, LOG)
-    finally:
-        watcher.stop()
-
-    assert sorted(offered) == sorted(before)
-    assert logs[-1]["event"] == "scan.finished" and logs[-1]["files"] == 2
-
-
-def test_watcher_notices_its_inbox_vanished_and_restarts_once_it_is_back(inbox: Path) -> None:
-    offered: list[Path] = []
-    watcher = InboxWatcher(inbox, False, offered.append)
-    watcher.start()
-    try:
-        assert watcher.is_alive()
-        inbox.rmdir()
-        wait_until(lambda: not watcher.is_alive())
-
-        with pytest.raises(OSError):
-            watcher.restart()
-        inbox.mkdir()
-        watcher.restart()
-        song = write(inbox / "song.mp3")
-        wait_until(lambda: song in offered)
-    finally:
-        watcher.stop()
-
-
-@pytest.mark.parametrize("polling", [False, True], ids=["inotify", "polling"])
-def test_a_folder_moved_into_the_inbox_offers_its_files(inbox: Path, tmp_path: Path, polling: bool) -> None:
-    """watchdog reports the files inside; the daemon relies on it (and on the rescan)."""
-    album = tmp_path / "album"
-    songs = [write(album / "one.mp3"), write(album / "disc 2" / "two.flac")]
-    offered: list[Path] = []
-    watcher = InboxWatcher(inbox, polling, offered.append)
-    watcher.start()
-    try:
-        album.rename(inbox / "album")
-        moved = [inbox / song.relative_to(tmp_path) for song in songs]
-        wait_until(lambda: set(moved) <= set(offered))
-    finally:
-        watcher.stop()
 
 
 # --- the work queue -------------------------------------------------------------------------------------
@@ -523,7 +274,7 @@ def test_one_pass_fails_when_a_file_is_quarantined_or_a_named_path_is_missing(in
     assert logs[-1]["event"] == "scan.finished" and logs[-1]["quarantined"] == 1
 
 
-# --- folders and mounts ---------------------------------------------------------------------------------
+# --- folders -------------------------------------------------------------------------------------------
 
 
 def test_prepare_folders_creates_missing_folders(settings: Settings) -> None:
@@ -539,71 +290,3 @@ def test_prepare_folders_names_the_key_of_a_folder_it_cannot_create(settings: Se
 
     with pytest.raises(FolderError, match="quarantine folder .*not-a-folder/quarantine"):
         prepare_folders(settings)
-
-
-MOUNTINFO = """\
-22 27 0:21 / /proc rw,relatime - proc proc rw
-27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
-40 27 254:1 / /srv rw,relatime shared:2 - ext4 /dev/vdb rw
-41 40 0:50 / /srv/music rw,relatime shared:30 master:7 - nfs4 nas:/export/music rw,vers=4.2
-42 27 0:51 / /mnt/share rw,relatime - cifs //nas/share rw,vers=3.0
-43 27 0:52 / /home/ann/remote rw,nosuid,nodev - fuse.sshfs ann@host:/music rw,user_id=1000
-44 27 0:53 / /media/My\\040Disk rw,relatime - nfs srv:/disk rw
-45 27 0:54 / /mnt/stacked rw - nfs srv:/a rw
-46 27 0:55 / /mnt/stacked rw - ext4 /dev/vdc rw
-"""
-
-
-@pytest.mark.parametrize(
-    ("path", "expected"),
-    [
-        ("/srv/music/inbox", "nfs4"),
-        ("/srv/musicbox/inbox", "ext4"),  # a name that merely starts like a mount point is not inside it
-        ("/srv/other", "ext4"),
-        ("/mnt/share/inbox", "cifs"),
-        ("/home/ann/remote/inbox", "fuse.sshfs"),
-        ("/media/My Disk/inbox", "nfs"),
-        ("/mnt/stacked/inbox", "ext4"),  # the last mount on a point hides the earlier ones
-        ("/home/ann/inbox", "ext4"),
-    ],
-)
-def test_filesystem_type_takes_the_longest_mount_point_holding_the_path(path: str, expected: str) -> None:
-    assert filesystem_type(Path(path), MOUNTINFO) == expected
-
-
-def test_mount_points_skips_lines_it_cannot_read() -> None:
-    assert mount_points("garbage\n27 1 254:0 / / rw - ext4 /dev/vda rw\n") == [(Path("/"), "ext4")]
-
-
-@pytest.mark.parametrize(
-    ("setting", "filesystem", "expected"),
-    [
-        ("auto", "nfs", True),
-        ("auto", "nfs4", True),
-        ("auto", "cifs", True),
-        ("auto", "smb3", True),
-        ("auto", "fuse.sshfs", True),
-        ("auto", "fuse", True),
-        ("auto", "9p", True),
-        ("auto", "ext4", False),
-        ("auto", "btrfs", False),
-        ("auto", None, False),
-        ("on", "ext4", True),
-        ("off", "nfs4", False),
-    ],
-)
-def test_polling_is_chosen_for_network_and_fuse_file_systems(
-    setting: str, filesystem: str | None, expected: bool
-) -> None:
-    assert wants_polling(setting, filesystem) is expected
-
-
-def test_inbox_filesystem_reads_this_machine_s_mounts(inbox: Path) -> None:
-    assert inbox_filesystem(inbox) is not None
-
-
-def test_a_big_file_on_a_slow_disk_gets_more_time_before_it_counts_as_stuck() -> None:
-    small = stall_limit(120.0, 5 * 1024 * 1024)
-    two_gigabytes = stall_limit(120.0, 2 * 1024**3)
-    assert 150 < small < 152
-    assert two_gigabytes > small + 400

@@ -1,5 +1,5 @@
-"""`genresort watch`: the wiring of the daemon. The inbox watcher offers files to the stability gate, the
-supervisor hands stable ones to the work queue, whose workers sort them with the crash-safe pipeline."""
+"""`genresort watch`: the wiring of the daemon. The inbox watcher offers files to the stability gate, the intake
+hands stable ones to the work queue, whose workers sort them with the crash-safe pipeline; the supervisor watches."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from structlog.typing import FilteringBoundLogger
 
 from genresort.config import Settings
 from genresort.service import notify
-from genresort.service.inbox import LIMIT_ERRNOS, InboxWatcher, StabilityGate, inbox_filesystem, rescan, wants_polling
+from genresort.service.inbox import LIMIT_ERRNOS, InboxWatcher, Intake, StabilityGate, inbox_filesystem, wants_polling
 from genresort.service.pipeline import Sorter
 from genresort.service.startup import lock_state_folder, start_sorter
 from genresort.service.supervisor import EXIT_REFUSED, StopSignals, Supervisor, finish_in_flight, tick_seconds
@@ -44,6 +44,7 @@ def watch(settings: Settings, sorter: Sorter, log: FilteringBoundLogger) -> int:
     gate = StabilityGate(settings.stability_seconds)
     work = WorkQueue(sorter.sort_file, settings.workers, settings.retry_max_seconds, log)
     watcher = InboxWatcher(inbox, polling, gate.offer)
+    intake = Intake(inbox, watcher, gate, work.submit, tick_seconds(settings), settings.rescan_seconds, log)
     with StopSignals() as signals:
         sorter.recover()
         work.start()
@@ -54,7 +55,6 @@ def watch(settings: Settings, sorter: Sorter, log: FilteringBoundLogger) -> int:
             log.error("daemon.refused", reason=f"cannot watch the inbox {inbox}: {error}{hint}")
             finish_in_flight(work, signals, settings.file_timeout_seconds, tick_seconds(settings), log)
             return EXIT_REFUSED
-        rescan(inbox, gate.offer, log)
         notify.ready()
         log.info(
             "daemon.ready",
@@ -66,11 +66,12 @@ def watch(settings: Settings, sorter: Sorter, log: FilteringBoundLogger) -> int:
             filesystem=filesystem,
             pid=os.getpid(),
         )
-        exit_code = Supervisor(settings, inbox, gate, work, watcher, signals, log).run()
+        intake.start()  # its first scan offers the files already in the inbox
+        exit_code = Supervisor(settings, intake, work, signals, log).run()
         reason = signals.received[0] if signals.received else "the inbox can no longer be watched"
         log.info("daemon.stopping", reason=reason, in_flight=work.in_flight())
         notify.stopping()
-        watcher.stop()
+        intake.stop()
         finished = finish_in_flight(work, signals, settings.file_timeout_seconds, tick_seconds(settings), log)
     log.info("daemon.stopped", exit_code=exit_code, abandoned=work.in_flight(), finished=finished, **work.outcomes())
     return exit_code

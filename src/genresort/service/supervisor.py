@@ -14,7 +14,7 @@ from structlog.typing import FilteringBoundLogger
 
 from genresort.config import Settings
 from genresort.service import notify
-from genresort.service.inbox import InboxWatcher, StabilityGate, rescan
+from genresort.service.inbox import Intake
 from genresort.service.workqueue import WorkQueue
 
 EXIT_OK = 0
@@ -90,62 +90,38 @@ def finish_in_flight(
 
 
 class Supervisor:
-    """The main thread's loop while watching: moves stable files to the workers, retries, rescans, restarts
-    a dead observer and feeds the systemd watchdog only while the workers make progress."""
+    """The main thread's loop while watching: retries, stall detection, and the systemd watchdog fed only while the
+    workers make progress. The intake's thread does the scans and the stability checks, which on a slow share may
+    take long: this loop never waits for them, nor for any stat but one (see _stall)."""
 
     def __init__(
         self,
         settings: Settings,
-        inbox: Path,
-        gate: StabilityGate,
+        intake: Intake,
         work: WorkQueue,
-        watcher: InboxWatcher,
         signals: StopSignals,
         log: FilteringBoundLogger,
     ) -> None:
         self._settings = settings
-        self._inbox = inbox
-        self._gate = gate
+        self._intake = intake
         self._work = work
-        self._watcher = watcher
         self._signals = signals
         self._log = log
         self._tick = tick_seconds(settings)
         self._watchdog_interval = notify.watchdog_interval()
         self._next_ping = time.monotonic()
-        self._next_rescan = time.monotonic() + settings.rescan_seconds
         self._stalled = False
         self._status = ""
 
     def run(self) -> int:
-        """Until a stop signal (EXIT_OK) or until the observer cannot be restarted (EXIT_FAILED)."""
+        """Until a stop signal (EXIT_OK) or until the inbox can no longer be watched (EXIT_FAILED)."""
         while not self._signals.requested.wait(self._tick):
-            if not self._keep_watcher_alive():
+            if not self._intake.is_alive():
                 return EXIT_FAILED
-            for path in self._gate.release_stable():
-                self._work.submit(path)
             self._work.queue_due_retries()
-            if time.monotonic() >= self._next_rescan:
-                self._rescan()
             self._feed_watchdog()
             self._report_status()
         return EXIT_OK
-
-    def _keep_watcher_alive(self) -> bool:
-        if self._watcher.is_alive():
-            return True
-        try:
-            self._watcher.restart()
-        except OSError as error:
-            self._log.error("watcher.failed", inbox=str(self._inbox), error=str(error))
-            return False
-        self._log.warning("watcher.restarted", inbox=str(self._inbox))
-        self._rescan()  # events were lost while it was down
-        return True
-
-    def _rescan(self) -> None:
-        rescan(self._inbox, self._gate.offer, self._log)
-        self._next_rescan = time.monotonic() + self._settings.rescan_seconds
 
     def _feed_watchdog(self) -> None:
         """Silence makes systemd restart us: better than a daemon that looks alive and sorts nothing."""
@@ -165,8 +141,14 @@ class Supervisor:
         if not self._work.threads_alive():
             return {"reason": "a worker thread has died"}
         running = self._work.longest_running()
-        if running is not None and running[1] > stall_limit(self._settings.file_timeout_seconds, _size(running[0])):
-            return {"reason": "a worker is stuck on one file", "source": str(running[0]), "seconds": round(running[1])}
+        if running is None:
+            return None
+        path, seconds = running
+        timeout = self._settings.file_timeout_seconds
+        # The file's size is looked up only once it has taken longer than a small file may: a stat on a slow share
+        # is what this loop must not wait for at every tick.
+        if seconds > stall_limit(timeout, 0) and seconds > stall_limit(timeout, _size(path)):
+            return {"reason": "a worker is stuck on one file", "source": str(path), "seconds": round(seconds)}
         return None
 
     def _report_status(self) -> None:
