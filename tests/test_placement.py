@@ -17,12 +17,12 @@ import pytest
 from conftest import small_tmpfs
 from genresort.digest import sha256_file
 from genresort.library.placement import (
-    STAGING_DIR,
     DuplicateFile,
     discard_staged,
     place_file,
     release_original,
     stage_copy,
+    staging_folder,
     write_reason,
 )
 
@@ -41,6 +41,12 @@ def _song(folder: Path, name: str = "song.mp3", content: bytes = b"the music " *
     return path
 
 
+def _stage(song: Path, root: Path) -> Path:
+    """A staged copy of `song` in `root`'s staging folder, as the pipeline makes one."""
+    with open(song, "rb") as stream:
+        return stage_copy(stream, staging_folder(root, "test"), song.suffix).path
+
+
 def _visible(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 
@@ -54,9 +60,9 @@ def test_stage_copy_is_hidden_complete_and_leaves_the_source_alone(inbox: Path, 
     song = _song(inbox)
     before = song.stat()
 
-    staged = stage_copy(song, library)
+    staged = _stage(song, library)
 
-    assert staged.parent == library / STAGING_DIR
+    assert staged.parent == staging_folder(library, "test")
     assert staged.name.startswith(".") and staged.suffix == ".mp3"
     assert staged.read_bytes() == song.read_bytes()
     assert staged.stat().st_mtime_ns == before.st_mtime_ns
@@ -67,7 +73,7 @@ def test_stage_copy_is_hidden_complete_and_leaves_the_source_alone(inbox: Path, 
 
 def test_place_file_links_into_new_folders_and_keeps_the_staged_copy_for_the_caller(inbox: Path, library: Path) -> None:
     song = _song(inbox)
-    staged = stage_copy(song, library)
+    staged = _stage(song, library)
 
     placed = place_file(staged, library / "Jazz" / "Sub", "song.mp3")
 
@@ -85,8 +91,8 @@ def test_collisions_get_numbered_names_and_existing_files_are_never_touched(inbo
     existing = _song(genre, content=b"another song")
     existing_inode = existing.stat().st_ino
 
-    first = place_file(stage_copy(_song(inbox, content=b"one"), library), genre, "song.mp3")
-    second = place_file(stage_copy(_song(inbox, content=b"two"), library), genre, "song.mp3")
+    first = place_file(_stage(_song(inbox, content=b"one"), library), genre, "song.mp3")
+    second = place_file(_stage(_song(inbox, content=b"two"), library), genre, "song.mp3")
 
     assert (first.name, second.name) == ("song (2).mp3", "song (3).mp3")
     assert (first.read_bytes(), second.read_bytes()) == (b"one", b"two")
@@ -98,7 +104,7 @@ def test_identical_content_raises_duplicate_and_leaves_the_existing_file(inbox: 
     genre.mkdir()
     existing = _song(genre)
     existing_stat = existing.stat()
-    staged = stage_copy(_song(inbox), library)
+    staged = _stage(_song(inbox), library)
 
     with pytest.raises(DuplicateFile) as raised:
         place_file(staged, genre, "song.mp3")
@@ -116,7 +122,7 @@ def test_duplicate_is_found_under_a_numbered_name_too(inbox: Path, library: Path
     _song(genre, content=b"other")
     numbered = _song(genre, "song (2).mp3")
     with pytest.raises(DuplicateFile) as raised:
-        place_file(stage_copy(_song(inbox), library), genre, "song.mp3")
+        place_file(_stage(_song(inbox), library), genre, "song.mp3")
     assert raised.value.existing == numbered
 
 
@@ -125,7 +131,7 @@ def test_a_symlink_to_identical_content_is_not_a_duplicate(inbox: Path, library:
     genre = library / "Jazz"
     genre.mkdir()
     (genre / "song.mp3").symlink_to(target)
-    placed = place_file(stage_copy(_song(inbox), library), genre, "song.mp3")
+    placed = place_file(_stage(_song(inbox), library), genre, "song.mp3")
     assert placed.name == "song (2).mp3"
 
 
@@ -134,14 +140,14 @@ def test_a_symlink_to_identical_content_is_not_a_duplicate(inbox: Path, library:
     [("a/b\0c.mp3", "a_b_c.mp3"), ("..", "_"), (".", "_"), ("", "_"), ("Café ☕.flac", "Café ☕.flac")],
 )
 def test_names_are_sanitised(inbox: Path, library: Path, name: str, expected: str) -> None:
-    placed = place_file(stage_copy(_song(inbox), library), library / "Jazz", name)
+    placed = place_file(_stage(_song(inbox), library), library / "Jazz", name)
     assert placed.name == expected
 
 
 def test_long_names_are_trimmed_to_255_bytes_keeping_the_extension(inbox: Path, library: Path) -> None:
     name = "é" * 200 + ".mp3"  # 404 bytes in UTF-8
-    first = place_file(stage_copy(_song(inbox, content=b"1"), library), library / "Jazz", name)
-    second = place_file(stage_copy(_song(inbox, content=b"2"), library), library / "Jazz", name)
+    first = place_file(_stage(_song(inbox, content=b"1"), library), library / "Jazz", name)
+    second = place_file(_stage(_song(inbox, content=b"2"), library), library / "Jazz", name)
     for placed in (first, second):
         assert len(os.fsencode(placed.name)) <= 255
     assert first.name.endswith("é.mp3") and second.name.endswith("é (2).mp3")
@@ -167,12 +173,8 @@ def test_keep_duplicates_places_identical_content_under_a_numbered_name(inbox: P
     quarantine = tmp_path / "quarantine"
     content = b"broken music"
 
-    placed = place_file(
-        stage_copy(_song(inbox, content=content), quarantine), quarantine, "song.mp3", keep_duplicates=True
-    )
-    again = place_file(
-        stage_copy(_song(inbox, content=content), quarantine), quarantine, "song.mp3", keep_duplicates=True
-    )
+    placed = place_file(_stage(_song(inbox, content=content), quarantine), quarantine, "song.mp3", keep_duplicates=True)
+    again = place_file(_stage(_song(inbox, content=content), quarantine), quarantine, "song.mp3", keep_duplicates=True)
 
     assert (placed.name, again.name) == ("song.mp3", "song (2).mp3")
     assert placed.read_bytes() == again.read_bytes() == content
@@ -181,14 +183,14 @@ def test_keep_duplicates_places_identical_content_under_a_numbered_name(inbox: P
 def test_keep_duplicates_leaves_room_for_the_reason_suffix_in_long_names(inbox: Path, tmp_path: Path) -> None:
     quarantine = tmp_path / "quarantine"
     song = _song(inbox, "x" * 250 + ".mp3")
-    placed = place_file(stage_copy(song, quarantine), quarantine, song.name, keep_duplicates=True)
+    placed = place_file(_stage(song, quarantine), quarantine, song.name, keep_duplicates=True)
     assert write_reason(placed, {"error": "e"}).is_file()
 
 
 def test_destination_that_cannot_be_a_folder_raises_and_keeps_the_staged_copy(inbox: Path, library: Path) -> None:
     (library / "Jazz").write_bytes(b"a regular file where a folder should be")
     song = _song(inbox)
-    staged = stage_copy(song, library)
+    staged = _stage(song, library)
 
     with pytest.raises(NotADirectoryError):
         place_file(staged, library / "Jazz" / "Sub", "song.mp3")
@@ -199,18 +201,21 @@ def test_destination_that_cannot_be_a_folder_raises_and_keeps_the_staged_copy(in
     assert not staged.exists() and song.exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permission bits, so chmod cannot make a folder read-only")
-def test_read_only_destination_raises_permission_error(inbox: Path, library: Path) -> None:
-    genre = library / "Jazz"
-    genre.mkdir()
-    staged = stage_copy(_song(inbox), library)
-    genre.chmod(0o555)
-    try:
+def test_read_only_destination_raises_permission_error(unprivileged_user, user_folder: Path) -> None:
+    """As an unprivileged user in folders of its own: root ignores permission bits."""
+
+    def as_the_user() -> None:
+        inbox, library = user_folder / "inbox", user_folder / "library"
+        inbox.mkdir()
+        genre = library / "Jazz"
+        genre.mkdir(parents=True)
+        staged = _stage(_song(inbox), library)
+        genre.chmod(0o555)
         with pytest.raises(PermissionError):
             place_file(staged, genre, "song.mp3")
-    finally:
-        genre.chmod(0o755)
-    assert staged.exists()
+        assert staged.exists()
+
+    unprivileged_user.call(as_the_user)
 
 
 @pytest.fixture
@@ -225,10 +230,10 @@ def test_full_disk_raises_enospc_and_leaves_no_partial_copy(inbox: Path, tiny_fi
     content = song.read_bytes()
 
     with pytest.raises(OSError) as raised:
-        stage_copy(song, tiny_filesystem)
+        _stage(song, tiny_filesystem)
 
     assert raised.value.errno == errno.ENOSPC
-    assert os.listdir(tiny_filesystem / STAGING_DIR) == []
+    assert os.listdir(staging_folder(tiny_filesystem, "test")) == []
     assert song.read_bytes() == content
 
 
@@ -250,7 +255,8 @@ _CRASHING_SORT = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
 
     placement.os.fsync = fsync_then_maybe_die
-    staged = placement.stage_copy(song, library)
+    with open(song, "rb") as stream:
+        staged = placement.stage_copy(stream, placement.staging_folder(library, "test"), ".mp3").path
     placement.place_file(staged, library / "Jazz", song.name)
     placement.discard_staged(staged)
     placement.release_original(song)

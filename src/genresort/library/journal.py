@@ -49,20 +49,22 @@ class Step(StrEnum):
     DONE = "done"
     QUARANTINED = "quarantined"
     DUPLICATE = "duplicate"
+    ORIGINAL_KEPT = "original-kept"  # placed or set aside, but the inbox original could not be removed
 
 
-FINAL_STEPS = frozenset({Step.DONE, Step.QUARANTINED, Step.DUPLICATE})
+FINAL_STEPS = frozenset({Step.DONE, Step.QUARANTINED, Step.DUPLICATE, Step.ORIGINAL_KEPT})
 
 # Going back to STAGED lets recovery re-stage a copy that was lost before it was linked.
 # Once PLACED, the file is in the library: the only way on is removing the inbox original.
 ALLOWED_TRANSITIONS: dict[Step, frozenset[Step]] = {
     Step.CLAIMED: frozenset({Step.STAGED, Step.QUARANTINED, Step.DUPLICATE}),
     Step.STAGED: frozenset({Step.STAGED, Step.PLACING, Step.QUARANTINED, Step.DUPLICATE}),
-    Step.PLACING: frozenset({Step.STAGED, Step.PLACED, Step.QUARANTINED, Step.DUPLICATE}),
-    Step.PLACED: frozenset({Step.DONE}),
+    Step.PLACING: frozenset({Step.STAGED, Step.PLACED, Step.QUARANTINED, Step.DUPLICATE, Step.ORIGINAL_KEPT}),
+    Step.PLACED: frozenset({Step.DONE, Step.ORIGINAL_KEPT}),
     Step.DONE: frozenset(),
     Step.QUARANTINED: frozenset(),
     Step.DUPLICATE: frozenset(),
+    Step.ORIGINAL_KEPT: frozenset(),
 }
 
 _STEPS_NEEDING_DESTINATION = frozenset({Step.PLACING, Step.PLACED, Step.QUARANTINED, Step.DUPLICATE})
@@ -287,17 +289,25 @@ class Journal:
             )
             return self._get(connection, record_id)
 
-    def record_failure(self, record_id: int, error: str) -> FileRecord:
-        """Count a transient failure, so the pipeline can back off and eventually give up."""
+    def record_failure(self, record_id: int, error: str, *, count_attempt: bool = True) -> FileRecord:
+        """Keep the reason a file failed or is set aside; an analysis that timed out or crashed is counted, so the
+        pipeline can give up on it (a transient error, such as a full disk, is not the file's fault: not counted)."""
         with self._transaction() as connection:
             current = self._get(connection, record_id)
             if current.finished:
                 raise ValueError(f"journal record {record_id} is already {current.step}")
             connection.execute(
-                "UPDATE files SET attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?",
-                (error, time.time(), record_id),
+                "UPDATE files SET attempts = attempts + ?, last_error = ?, updated_at = ? WHERE id = ?",
+                (int(count_attempt), error, time.time(), record_id),
             )
             return self._get(connection, record_id)
+
+    def get(self, record_id: int) -> FileRecord:
+        """The record as it is now."""
+        rows = self._select("SELECT * FROM files WHERE id = ?", (record_id,))
+        if not rows:
+            raise KeyError(f"no journal record with id {record_id}")
+        return _record_from_row(rows[0])
 
     def unfinished(self) -> list[FileRecord]:
         """Records a previous run left midway, oldest first, for recovery at start."""
@@ -305,9 +315,21 @@ class Journal:
         return [_record_from_row(row) for row in rows]
 
     def find_finished_by_sha256(self, sha256: str) -> FileRecord | None:
-        """The latest file sorted into the library with this content, to recognise a re-dropped duplicate."""
+        """The latest file sorted into the library (or unsure) with this content, to recognise a re-dropped
+        duplicate."""
         rows = self._select(
-            "SELECT * FROM files WHERE sha256 = ? AND step = ? ORDER BY id DESC LIMIT 1", (sha256, Step.DONE.value)
+            "SELECT * FROM files WHERE sha256 = ? AND step IN (?, ?) AND outcome IN ('sorted', 'unsure')"
+            " ORDER BY id DESC LIMIT 1",
+            (sha256, Step.DONE.value, Step.ORIGINAL_KEPT.value),
+        )
+        return _record_from_row(rows[0]) if rows else None
+
+    def find_kept_original(self, source: Path, size: int, mtime_ns: int) -> FileRecord | None:
+        """The record of a file already sorted whose inbox original could not be removed, if `source` (by name,
+        size and mtime) is that original: it is not sorted again."""
+        rows = self._select(
+            "SELECT * FROM files WHERE source = ? AND size = ? AND mtime_ns = ? AND step = ? ORDER BY id DESC LIMIT 1",
+            (os.fsencode(source), size, mtime_ns, Step.ORIGINAL_KEPT.value),
         )
         return _record_from_row(rows[0]) if rows else None
 

@@ -11,26 +11,28 @@ from genresort.config import Settings
 from genresort.service import notify
 from genresort.service.inbox import LIMIT_ERRNOS, InboxWatcher, Intake, StabilityGate, inbox_filesystem, wants_polling
 from genresort.service.pipeline import Sorter
-from genresort.service.startup import lock_state_folder, start_sorter
+from genresort.service.recovery import recover
+from genresort.service.startup import open_state, start_sorter
 from genresort.service.supervisor import EXIT_REFUSED, StopSignals, Supervisor, finish_in_flight, tick_seconds
 from genresort.service.workqueue import WorkQueue
 
 
 def run_daemon(settings: Settings, log: FilteringBoundLogger) -> int:
     """`genresort watch`: sort every file that arrives in the inbox until SIGTERM or SIGINT; the exit code."""
-    lock = lock_state_folder(settings, log)
-    if lock is None:
+    state = open_state(settings, log)
+    if state is None:
         return EXIT_REFUSED
     try:
-        sorter = start_sorter(settings, log)
-        if sorter is None:
+        started = start_sorter(settings, state.journal, log)
+        if started is None:
             return EXIT_REFUSED
+        sorter, analysers = started
         try:
             return watch(settings, sorter, log)
         finally:
-            sorter.close()
+            analysers.close()
     finally:
-        lock.release()
+        state.close()
 
 
 def watch(settings: Settings, sorter: Sorter, log: FilteringBoundLogger) -> int:
@@ -46,7 +48,7 @@ def watch(settings: Settings, sorter: Sorter, log: FilteringBoundLogger) -> int:
     watcher = InboxWatcher(inbox, polling, gate.offer)
     intake = Intake(inbox, watcher, gate, work.submit, tick_seconds(settings), settings.rescan_seconds, log)
     with StopSignals() as signals:
-        sorter.recover()
+        recover(sorter)
         work.start()
         try:
             watcher.start()
@@ -60,7 +62,7 @@ def watch(settings: Settings, sorter: Sorter, log: FilteringBoundLogger) -> int:
             "daemon.ready",
             inbox=str(inbox),
             library=str(settings.library),
-            model=sorter.model_id,
+            model=sorter.policy.model_id,
             workers=settings.workers,
             polling=polling,
             filesystem=filesystem,

@@ -3,6 +3,7 @@ that is intact and writable), the model."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -14,8 +15,10 @@ from genresort.analysis.model import ModelError
 from genresort.config import ConfigError, Settings
 from genresort.library.journal import Journal, JournalDamaged, JournalError, move_aside
 from genresort.library.lock import AlreadyRunning, InstanceLock
+from genresort.library.tags import ExistingGenrePolicy
 from genresort.logs import path_text
-from genresort.service.pipeline import Sorter, open_sorter
+from genresort.service.pipeline import Sorter, SortPolicy
+from genresort.service.workers import AnalyserPool, ModelSummary
 
 FOLDER_KEYS = ("inbox", "library", "quarantine", "unsure", "state_dir")
 JOURNAL_NAME = "journal.sqlite3"
@@ -42,18 +45,6 @@ def prepare_folders(settings: Settings) -> None:
             os.unlink(probe)
         except OSError as error:
             raise FolderError(f"{key} folder {folder} cannot be created or written: {error.strerror}") from error
-
-
-def lock_state_folder(settings: Settings, log: FilteringBoundLogger) -> InstanceLock | None:
-    """Checked folders and the state folder's lock, or None after logging why not (exit code EXIT_REFUSED)."""
-    try:
-        prepare_folders(settings)
-        lock = InstanceLock(settings.state_dir)
-        lock.acquire()
-    except (FolderError, AlreadyRunning) as error:
-        log.error("daemon.refused", reason=str(error))
-        return None
-    return lock
 
 
 @dataclass(frozen=True)
@@ -124,10 +115,26 @@ def open_journal_unlocked(settings: Settings, log: FilteringBoundLogger) -> Jour
     return None
 
 
-def start_sorter(settings: Settings, log: FilteringBoundLogger) -> Sorter | None:
-    """The loaded sorter, or None after logging why the model or configuration was refused."""
+def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
+    threshold = settings.confidence_threshold
+    return SortPolicy(
+        library=settings.library,
+        unsure=settings.unsure,
+        quarantine=settings.quarantine,
+        existing_genre=ExistingGenrePolicy(settings.existing_genre),
+        threshold=model.threshold if threshold is None else threshold,
+        max_file_bytes=int(settings.max_file_mb * 2**20),
+        model_id=model.model_id,
+        instance=hashlib.sha256(os.fsencode(settings.state_dir.resolve())).hexdigest()[:12],
+    )
+
+
+def start_sorter(settings: Settings, journal: Journal, log: FilteringBoundLogger) -> tuple[Sorter, AnalyserPool] | None:
+    """The sorter and the analysis workers it uses (the caller closes them), with the model loaded; or None after
+    logging why the model was refused."""
     try:
-        return open_sorter(settings, log)
+        analysers = AnalyserPool(settings.model_dir, settings.workers, settings.file_timeout_seconds)
     except (ModelError, ConfigError) as error:
         log.error("daemon.refused", reason=str(error))
         return None
+    return Sorter(sort_policy(settings, analysers.summary), analysers.analyse, journal, log), analysers
