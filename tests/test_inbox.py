@@ -248,6 +248,22 @@ def test_a_closed_file_is_taken_once_unchanged_for_the_stability_time_counted_fr
     assert gate.release_stable() == [song]
 
 
+@pytest.mark.parametrize("hint", [Hint.OPENED, Hint.CLOSED_NO_WRITE])
+def test_an_open_or_a_read_does_not_bring_back_a_file_the_gate_has_handed_on(
+    inbox: Path, gate: StabilityGate, clock: ManualClock, hint: Hint
+) -> None:
+    """The worker's own reads of a file it was handed must not hand it on again; a write does."""
+    song = write(inbox / "song.mp3")
+    gate.offer(song)
+    clock.advance(STABILITY)
+    assert gate.release_stable() == [song]
+
+    gate.offer(song, hint)
+    assert gate.watching() == 0
+    gate.offer(song, Hint.WRITTEN)
+    assert gate.watching() == 1
+
+
 def test_the_quiet_period_is_a_minute_or_twelve_stability_waits() -> None:
     assert unclosed_quiet_seconds(0.5) == 60
     assert unclosed_quiet_seconds(5.0) == 60
@@ -505,11 +521,14 @@ def test_with_polling_a_file_is_taken_by_the_stability_wait_alone(inbox: Path, t
     assert submitted.files == [(inbox / "a.mp3", 300_000, True)], "taken in the pause, by the stability wait"
 
 
-def test_the_intake_offers_the_files_already_there_at_once_and_hands_on_the_stable_ones(inbox: Path) -> None:
+def test_the_intake_hands_on_the_files_already_there_once_though_a_worker_reads_them(inbox: Path) -> None:
     songs = [write(inbox / "a.mp3"), write(inbox / "album" / "b.mp3")]
     submitted: list[Path] = []
     with capture_logs() as logs, intake_on(inbox, polling=False, stability=0.2, submit=submitted.append):
         wait_until(lambda: len(submitted) == 2, timeout=3)
+        for song in songs:  # as a worker does, raising open and close events
+            song.read_bytes()
+        time.sleep(0.6)
 
     assert sorted(submitted) == sorted(songs)
     assert [entry["files"] for entry in logs if entry["event"] == "scan.finished"] == [2]

@@ -145,6 +145,12 @@ class Hint(enum.Enum):
     CLOSED_AFTER_WRITE = "closed after write"
     CLOSED_NO_WRITE = "closed with no write"
 
+    @property
+    def starts_watching(self) -> bool:
+        """Opens and reads tell only about a file already watched: they happen to files long finished (our own
+        reads of a file handed on among them), which must not come back to the gate for them."""
+        return self not in (Hint.OPENED, Hint.CLOSED_NO_WRITE)
+
 
 @dataclass(frozen=True)
 class WriterSigns:
@@ -218,7 +224,7 @@ class StabilityGate:
 
     def offer(self, path: Path, hint: Hint = Hint.FOUND) -> None:
         """Start (or continue) watching `path`; anything that is not a candidate regular file is ignored."""
-        if not is_candidate(path):
+        if not is_candidate(path) or not (hint.starts_watching or self._is_watched(path)):
             return
         look = self._look(path)
         with self._lock:
@@ -244,6 +250,10 @@ class StabilityGate:
         with self._lock:
             return len(self._watched)
 
+    def _is_watched(self, path: Path) -> bool:
+        with self._lock:
+            return path in self._watched
+
     def _wait(self, watched: Watched) -> float:
         return self._quiet_seconds if watched.writer.may_be_writing else self._stability_seconds
 
@@ -266,6 +276,8 @@ class StabilityGate:
             self._watched.pop(path, None)
             return None
         previous = self._watched.get(path)
+        if previous is None and not hint.starts_watching:  # it left the gate while we looked
+            return None
         writer = (previous.writer if previous else WriterSigns()).after(hint)
         unchanged = previous is not None and previous.signature == look.signature
         watched = Watched(look.signature, previous.unchanged_since if unchanged else look.ended, writer)
