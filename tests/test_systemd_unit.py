@@ -13,9 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from conftest import write_mp3
+from conftest import unavailable, write_mp3
 from genresort.config import Settings
 from genresort.service.supervisor import stall_limit
 
@@ -42,13 +40,6 @@ def service_settings() -> dict[str, list[str]]:
             key, _, value = line.partition("=")
             settings.setdefault(key.strip(), []).append(value.strip())
     return settings
-
-
-def unavailable(reason: str) -> None:
-    """CI must have what these tests need, so only a developer's machine may skip."""
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 def systemd_analyze() -> str:
