@@ -191,6 +191,8 @@ class Look:
 
 @dataclass(frozen=True)
 class Watched:
+    """A file in the gate: its last signature, since when it has had it, and what the events say of writers."""
+
     signature: Signature
     unchanged_since: float
     writer: WriterSigns
