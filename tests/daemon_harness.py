@@ -19,6 +19,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -417,7 +418,16 @@ class Daemon:
         self._notify.close()
         self.socket_path.unlink(missing_ok=True)
         if self.socket_path.parent != self.folders.root:  # a short_socket_path of its own
-            self.socket_path.parent.rmdir()
+            shutil.rmtree(self.socket_path.parent, ignore_errors=True)
+
+
+def analysis_workers(daemon: Daemon) -> list[int]:
+    """The daemon's live analysis processes (multiprocessing's spawned children)."""
+    return [
+        pid
+        for pid, state, parent, _ in process_table()
+        if parent == daemon.pid and state != "Z" and "spawn_main" in command_line(pid)
+    ]
 
 
 # --- inputs and inspection ------------------------------------------------------------------------------------
@@ -432,13 +442,21 @@ def fingerprint(path: Path) -> str:
 
 
 def files_under(*roots: Path, staging: bool = False) -> list[Path]:
-    """Every regular file below the roots: outside the staging folders, or (staging=True) inside them."""
+    """Every regular file below the roots (no links, FIFOs...): outside the staging folders, or (staging=True)
+    inside them."""
     found = []
     for root in roots:
         for folder, _subfolders, names in os.walk(root):
-            inside = STAGING in Path(folder).relative_to(root).parts
-            found.extend(Path(folder) / name for name in names if inside == staging)
+            if (STAGING in Path(folder).relative_to(root).parts) == staging:
+                found.extend(path for name in names if is_regular(path := Path(folder) / name))
     return sorted(found)
+
+
+def is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def music_in(folder: Path) -> list[Path]:

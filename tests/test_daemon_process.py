@@ -36,12 +36,11 @@ from daemon_harness import (
     REASON_SUFFIX,
     Daemon,
     Folders,
-    command_line,
+    analysis_workers,
     drop,
     files_under,
     fingerprint,
     music_in,
-    process_table,
 )
 from genresort.digest import sha256_file
 from genresort.paths import DEFAULT_MODEL_DIR
@@ -416,15 +415,6 @@ def test_files_present_before_start_are_taken_and_notify_messages_arrive_in_orde
 
 
 # --- an analysis worker dies ------------------------------------------------------------------------------------
-
-
-def analysis_workers(daemon: Daemon) -> list[int]:
-    """The daemon's live analysis processes (multiprocessing's spawned children)."""
-    return [
-        pid
-        for pid, state, parent, _ in process_table()
-        if parent == daemon.pid and state != "Z" and "spawn_main" in command_line(pid)
-    ]
 
 
 def test_an_analysis_worker_killed_while_idle_is_replaced_and_no_file_pays_for_it(tmp_path: Path, start_daemon) -> None:

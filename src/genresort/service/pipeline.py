@@ -289,7 +289,7 @@ class Sorter:
         try:
             prediction = self.analyse(staged)
         except AudioError as error:
-            return self._set_aside(source, record, staged, Step.QUARANTINED, error.reason)
+            return self._set_aside(source, record, staged, Step.QUARANTINED, error.reason, analysed=True)
         except (AnalysisTimeout, AnalysisCrashed, AnalysisFailed) as error:
             record = self.journal.record_failure(record.id, str(error))
             if record.attempts >= self.policy.analysis_attempts:
@@ -370,10 +370,13 @@ class Sorter:
         reason = f"same content (sha256) as {path_text(existing)}"
         return self._set_aside(source, record, staged, Step.DUPLICATE, reason)
 
-    def _set_aside(self, source: SourceFile, record: FileRecord, staged: Path, final: Step, reason: str) -> SortOutcome:
-        """Move the untouched copy into quarantine (or its duplicates folder) with a `<name>.reason.json`."""
+    def _set_aside(
+        self, source: SourceFile, record: FileRecord, staged: Path, final: Step, reason: str, analysed: bool = False
+    ) -> SortOutcome:
+        """Move the untouched copy into quarantine (or its duplicates folder) with a `<name>.reason.json`;
+        `analysed`: this reason is an analysis's verdict, counted among the file's attempts."""
         folder = self.policy.quarantine / DUPLICATES_FOLDER if final == Step.DUPLICATE else self.policy.quarantine
-        record = self.journal.record_failure(record.id, reason, count_attempt=False)
+        record = self.journal.record_failure(record.id, reason, count_attempt=analysed)
         staged = self._restage(record, staged, self.policy.quarantine)
         record = self.journal.advance(record.id, Step.PLACING, destination=folder, outcome=final.value)
         placed = place_file(staged, folder, source.path.name, keep_duplicates=True)
