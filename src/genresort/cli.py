@@ -11,7 +11,6 @@ from genresort.analysis.model import ModelError
 from genresort.config import ConfigError, load_settings
 from genresort.logs import path_text
 from genresort.paths import DEFAULT_MODEL_DIR
-from genresort.training.dataset import DataSetError
 
 EXIT_FAILED_FILES = 1
 EXIT_BAD_SETUP = 2
@@ -147,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         return arguments.handler(arguments)
-    except (ConfigError, ModelError, DataSetError) as error:
+    except (ConfigError, ModelError) as error:  # DataSetError is a ConfigError
         print(f"genresort: {error}", file=sys.stderr)
         return EXIT_BAD_SETUP
     except KeyboardInterrupt:

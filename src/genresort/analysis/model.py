@@ -6,6 +6,7 @@ can have changed it (permissions) and that it is the file the model card describ
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import stat
@@ -87,6 +88,11 @@ class GenreModel:
         check_private(model_dir)
         check_private(card_path)
         card = json.loads(card_path.read_text())
+        if FeatureSet(card["feature_set"]) != FeatureSet.EMBEDDING and importlib.util.find_spec("librosa") is None:
+            raise ModelError(
+                f"the model in {model_dir} uses the handcrafted features, which need librosa: install "
+                "genresort[train] (and, under systemd, turn MemoryDenyWriteExecute off: librosa's numba needs it)"
+            )
         pipeline = joblib.load(verified(model_dir / card["model_file"]["name"], card["model_file"]["sha256"]))
         networks = [
             MusicnnNetwork(verified(model_dir / network["file"], network["sha256"])) for network in card["networks"]

@@ -21,6 +21,7 @@ from genresort.analysis.features.clip import (
 )
 from genresort.analysis.features.embedding import MusicnnNetwork
 from genresort.analysis.features.spectrogram import SAMPLE_RATE
+from genresort.config import ConfigError
 from genresort.digest import sha256_file
 
 #: Folder names of the GTZAN genres as shown in the library.
@@ -42,8 +43,9 @@ GTZAN_GENRE_NAMES = {
 FEATURE_VERSION = "2"
 
 
-class DataSetError(ValueError):
-    """The training data cannot be used; the message says why."""
+class DataSetError(ConfigError, ValueError):
+    """The training data given (a manifest, genre folders) cannot be used; the message says why. A ConfigError, so
+    the command line refuses it like any other bad setting without importing the training side to know it."""
 
 
 @dataclass(frozen=True)
