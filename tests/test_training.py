@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import stat
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -129,6 +130,18 @@ def test_a_model_writable_by_others_is_refused(trained_model_dir: Path, tmp_path
     (copy / MODEL_FILE).chmod(0o644)
     copy.chmod(copy.stat().st_mode | stat.S_IWOTH)
     with pytest.raises(ModelError, match="writable by other users"):
+        GenreModel.load(copy)
+
+
+def test_a_model_that_needs_librosa_says_how_to_get_it_where_it_is_not_installed(
+    trained_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(trained_model_dir, copy)
+    card = json.loads((copy / CARD_JSON).read_text())
+    (copy / CARD_JSON).write_text(json.dumps(card | {"feature_set": "combined"}))
+    monkeypatch.setitem(sys.modules, "librosa", None)  # as a run-time install without the train extra
+    with pytest.raises(ModelError, match=r"genresort\[train\]"):
         GenreModel.load(copy)
 
 
