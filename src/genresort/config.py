@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     library: Path = Field(DEFAULT_DATA_DIR / "library", description="sorted files go to <library>/<Genre>/")
     quarantine: Path = Field(DEFAULT_DATA_DIR / "quarantine", description="files that are not usable audio")
     unsure: Path = Field(DEFAULT_DATA_DIR / "unsure", description="files below the confidence threshold")
-    state_dir: Path = Field(DEFAULT_DATA_DIR / "state", description="journal and lock file")
+    state_dir: Path = Field(DEFAULT_DATA_DIR / "state", description="the journal; the folder itself is locked")
     model_dir: Path = Field(DEFAULT_MODEL_DIR, description="the trained model and its card")
     confidence_threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="below this a file goes to `unsure`; unset: the model card's value"

@@ -8,6 +8,7 @@ import os
 from structlog.typing import FilteringBoundLogger
 
 from genresort.config import Settings
+from genresort.logs import path_text
 from genresort.service import notify
 from genresort.service.inbox import LIMIT_ERRNOS, InboxWatcher, Intake, StabilityGate, inbox_filesystem, wants_polling
 from genresort.service.pipeline import Sorter
@@ -60,8 +61,8 @@ def watch(settings: Settings, sorter: Sorter, log: FilteringBoundLogger) -> int:
         notify.ready()
         log.info(
             "daemon.ready",
-            inbox=str(inbox),
-            library=str(settings.library),
+            inbox=path_text(inbox),
+            library=path_text(settings.library),
             model=sorter.policy.model_id,
             workers=settings.workers,
             polling=polling,

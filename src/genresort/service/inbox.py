@@ -27,6 +27,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from genresort.analysis.audio import AUDIO_EXTENSIONS
+from genresort.logs import path_text
 
 PARTIAL_DOWNLOAD_SUFFIXES = (".part", ".crdownload", ".filepart", ".tmp", ".partial", ".download", ".!qb")
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -98,7 +99,7 @@ def scan_folder(folder: Path, log: FilteringBoundLogger) -> Iterator[Path]:
     try:
         entries = list(os.scandir(folder))
     except OSError as error:
-        log.error("scan.unreadable", folder=str(folder), error=error.strerror)
+        log.error("scan.unreadable", folder=path_text(folder), error=error.strerror)
         return
     for entry in entries:
         path = folder / entry.name
@@ -109,7 +110,7 @@ def scan_folder(folder: Path, log: FilteringBoundLogger) -> Iterator[Path]:
             elif entry.is_file(follow_symlinks=False) and is_candidate(path):
                 yield path
         except OSError as error:
-            log.error("scan.unreadable", folder=str(path), error=error.strerror)
+            log.error("scan.unreadable", folder=path_text(path), error=error.strerror)
 
 
 def rescan(folder: Path, offer: Callable[[Path], None], log: FilteringBoundLogger) -> None:
@@ -119,7 +120,7 @@ def rescan(folder: Path, offer: Callable[[Path], None], log: FilteringBoundLogge
     for path in scan_folder(folder, log):
         offer(path)
         files += 1
-    log.info("scan.finished", folder=str(folder), files=files, seconds=round(time.monotonic() - started, 3))
+    log.info("scan.finished", folder=path_text(folder), files=files, seconds=round(time.monotonic() - started, 3))
 
 
 #: A file that a writer may still hold open (an open or a write was reported, its close not yet) is held until the
@@ -419,12 +420,12 @@ class Intake:
         try:
             self._take_in()
         except OSError as error:
-            self._log.error("watcher.failed", inbox=str(self._inbox), error=str(error))
+            self._log.error("watcher.failed", inbox=path_text(self._inbox), error=str(error))
         except Exception as error:  # a bug of ours: logged, and the supervisor stops the daemon
             frames = traceback.extract_tb(error.__traceback__)
             self._log.error(
                 "watcher.failed",
-                inbox=str(self._inbox),
+                inbox=path_text(self._inbox),
                 error=f"{type(error).__name__}: {error}",
                 traceback=[f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in frames],
             )
@@ -437,7 +438,7 @@ class Intake:
         while not self._stopping.is_set():
             if not self._watcher.is_alive():
                 self._watcher.restart()
-                self._log.warning("watcher.restarted", inbox=str(self._inbox))
+                self._log.warning("watcher.restarted", inbox=path_text(self._inbox))
                 next_scan = time.monotonic()  # events were lost while it was down
             if time.monotonic() >= next_scan:
                 self._scan(self._inbox, self._gate.offer, self._log)

@@ -12,6 +12,7 @@ from queue import Empty, Queue
 
 from structlog.typing import FilteringBoundLogger
 
+from genresort.logs import path_text
 from genresort.service.pipeline import Outcome, SortOutcome
 
 FIRST_RETRY_SECONDS = 5.0
@@ -152,7 +153,7 @@ class WorkQueue:
             frames = traceback.extract_tb(error.__traceback__)
             self._log.error(
                 "file.error",
-                source=str(path),
+                source=path_text(path),
                 error=f"{type(error).__name__}: {error}",
                 traceback=[f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in frames],
             )
