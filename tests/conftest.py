@@ -22,6 +22,7 @@ import pytest
 import soundfile
 
 import genresort.config
+import genresort.paths
 from daemon_harness import Daemon, Folders, User
 
 #: The shared data sits beside the checkout (../shared/data); CI has it too.
@@ -47,15 +48,17 @@ def unavailable(message: str) -> None:
 
 @pytest.fixture(autouse=True)
 def away_from_real_folders(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """No test can touch a real folder: the runner's GENRESORT_* variables are gone for every test (a variable
-    outranks what a test passes to Settings), and settings loaded without --config come from a file whose folders
-    are all in a temporary folder, never the project's config/genresort.toml or its inbox and library."""
+    """No test can touch a real folder: the runner's GENRESORT_* variables are gone for every test (which would
+    outrank the configuration file), settings loaded without --config come from a file whose folders
+    are all in a temporary folder, never the project's config/genresort.toml or its inbox and library, and
+    `Settings()` made without folders gets temporary ones too."""
     for key in list(os.environ):
         if key.startswith("GENRESORT_"):
             monkeypatch.delenv(key)
     config_file = tmp_path_factory.mktemp("settings") / "genresort.toml"
     config_file.write_text(TEST_CONFIG)
     monkeypatch.setattr(genresort.config, "DEFAULT_CONFIG_FILE", config_file)
+    monkeypatch.setattr(genresort.paths, "DEFAULT_DATA_DIR", config_file.parent)  # Settings() without folders
 
 
 # --- music -------------------------------------------------------------------------------------------------------

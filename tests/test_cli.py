@@ -73,6 +73,10 @@ def test_a_bad_configuration_value_is_refused_with_the_problem(tmp_path: Path) -
 def test_an_environment_variable_with_a_bad_value_is_refused(tmp_path: Path) -> None:
     import os
 
+    config = tmp_path / "genresort.toml"
+    config.write_text(
+        'inbox = "inbox"\nlibrary = "library"\nquarantine = "quarantine"\nunsure = "unsure"\nstate_dir = "state"\n'
+    )
     environment = {**os.environ, "GENRESORT_STABILITY_SECONDS": "soon"}
-    result = genresort("sort", "--dry-run", environment=environment)
+    result = genresort("sort", "--dry-run", "--config", str(config), environment=environment)
     assert result.returncode == 2 and "stability_seconds" in result.stderr

@@ -20,12 +20,19 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from genresort.paths import DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR, DEFAULT_MODEL_DIR
+from genresort import paths
+from genresort.paths import DEFAULT_CONFIG_FILE, DEFAULT_MODEL_DIR
 
 ENV_PREFIX = "GENRESORT_"
 PATH_KEYS = ("inbox", "library", "quarantine", "unsure", "state_dir", "model_dir", "log_file")
 HOUR = 3600.0
 DAY = 24 * HOUR
+
+
+def data_folder(name: str) -> Path:
+    """A default working folder, looked up when settings are made (not when this module is imported), so that a
+    test can move every default away from the real folders."""
+    return paths.DEFAULT_DATA_DIR / name
 
 
 class ConfigError(Exception):
@@ -36,11 +43,21 @@ class Settings(BaseSettings):
     # allow_inf_nan=False: `inf` seconds overflow every timer (or mean "never"), and NaN compares false to all.
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True, allow_inf_nan=False)
 
-    inbox: Path = Field(DEFAULT_DATA_DIR / "inbox", description="folder watched for new music (and its subfolders)")
-    library: Path = Field(DEFAULT_DATA_DIR / "library", description="sorted files go to <library>/<Genre>/")
-    quarantine: Path = Field(DEFAULT_DATA_DIR / "quarantine", description="files that are not usable audio")
-    unsure: Path = Field(DEFAULT_DATA_DIR / "unsure", description="files below the confidence threshold")
-    state_dir: Path = Field(DEFAULT_DATA_DIR / "state", description="the journal; the folder itself is locked")
+    inbox: Path = Field(
+        default_factory=lambda: data_folder("inbox"), description="folder watched for new music (and its subfolders)"
+    )
+    library: Path = Field(
+        default_factory=lambda: data_folder("library"), description="sorted files go to <library>/<Genre>/"
+    )
+    quarantine: Path = Field(
+        default_factory=lambda: data_folder("quarantine"), description="files that are not usable audio"
+    )
+    unsure: Path = Field(
+        default_factory=lambda: data_folder("unsure"), description="files below the confidence threshold"
+    )
+    state_dir: Path = Field(
+        default_factory=lambda: data_folder("state"), description="the journal; the folder itself is locked"
+    )
     model_dir: Path = Field(DEFAULT_MODEL_DIR, description="the trained model and its card")
     confidence_threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="below this a file goes to `unsure`; unset: the model card's value"
