@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from genresort.analysis.features.clip import feature_vector, window_patches
 from genresort.training.dataset import read_manifest, training_set
 from genresort.training.evaluation import cross_validate, scores
-from genresort.analysis.features.clip import feature_vector, window_patches
 from genresort.training.fit import NETWORK_NAMES, SHIPPED_FEATURE_SET, prepare
 
 WINDOW_COUNTS = (1, 2, 3, 4, 5)

@@ -344,6 +344,26 @@ def test_a_bug_in_the_analysis_is_named_as_such_never_called_not_audio(folders: 
     assert "not a readable audio file" not in final.reason
 
 
+def test_an_unexpected_error_in_the_worker_is_named_and_the_worker_lives_on(analysers: AnalyserPool) -> None:
+    with pytest.raises(AnalysisFailed, match="ValueError"):  # open() refuses a NUL in a name: not about audio
+        analysers.analyse(Path("bad\0name.mp3"))
+    assert analysers.analyse(shared_clip("blues", 1)).genre
+
+
+def test_a_file_missing_mid_way_is_retried_and_logged_never_taken_for_gone(folders: Path, journal: Journal) -> None:
+    path = write_mp3(folders / "inbox" / "song.mp3", seconds=2.0, seed=14)
+
+    def analyse_then_lose_the_staged_copy(staged: Path) -> Prediction:
+        staged.unlink()  # as a person cleaning hidden folders might
+        return JAZZ
+
+    sorter = scripted_sorter(folders, journal, analyse_then_lose_the_staged_copy)
+    outcome = sorter.sort_file(path)
+    assert outcome.outcome == Outcome.RETRY and "FileNotFoundError" in outcome.reason
+    assert sorter.log.events() == ["file.retry"] and path.exists()
+    assert scripted_sorter(folders, journal, lambda staged: JAZZ).sort_file(path).outcome == Outcome.SORTED
+
+
 def test_an_unwritable_genre_folder_leaves_no_staged_copies(folders: Path, journal: Journal) -> None:
     path = write_mp3(folders / "inbox" / "song.mp3", seconds=2.0, seed=10)
     jazz = folders / "library" / "Jazz"
