@@ -232,15 +232,9 @@ def test_longest_running_reports_the_file_a_worker_is_stuck_on(
 
 
 @pytest.fixture
-def settings(tmp_path: Path, inbox: Path) -> Settings:
-    return Settings(
-        inbox=inbox,
-        library=tmp_path / "library",
-        quarantine=tmp_path / "quarantine",
-        unsure=tmp_path / "unsure",
-        state_dir=tmp_path / "state",
-        stability_seconds=1.0,
-    )
+def settings(inbox: Path) -> Settings:
+    """The other folders are the temporary defaults conftest.away_from_real_folders gives every test."""
+    return Settings(inbox=inbox, stability_seconds=1.0)
 
 
 def test_one_pass_sorts_old_files_at_once_and_waits_for_fresh_ones(inbox: Path, settings: Settings) -> None:

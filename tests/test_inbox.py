@@ -538,15 +538,9 @@ def test_the_intake_hands_on_the_files_already_there_once_though_a_worker_reads_
 
 
 @pytest.fixture
-def settings(tmp_path: Path, inbox: Path) -> Settings:
-    return Settings(
-        inbox=inbox,
-        library=tmp_path / "library",
-        quarantine=tmp_path / "quarantine",
-        unsure=tmp_path / "unsure",
-        state_dir=tmp_path / "state",
-        stability_seconds=0.4,  # a tick of 0.1 s
-    )
+def settings(inbox: Path) -> Settings:
+    """The other folders are the temporary defaults conftest.away_from_real_folders gives every test."""
+    return Settings(inbox=inbox, stability_seconds=0.4)  # a tick of 0.1 s
 
 
 @pytest.fixture
