@@ -48,7 +48,7 @@ class RecordingSorter:
         self.calls.append(path)
         assert self.proceed.wait(10)
         outcome = self.outcomes.get(path.name, Outcome.SORTED)
-        if outcome is not Outcome.RETRY:
+        if outcome not in (Outcome.RETRY, Outcome.CHANGED):
             self.library.mkdir(exist_ok=True)
             path.rename(self.library / path.name)
         return SortOutcome(outcome, path, self.library / path.name)
@@ -159,6 +159,26 @@ def test_retry_waits_for_the_backoff_then_tries_again(
     wait_until(work.idle)
     assert sorter.calls == [song, song]
     assert work.outcomes() == {"retry": 1, "sorted": 1}
+
+
+def test_a_file_that_changed_while_sorted_goes_back_to_the_gate_not_to_a_retry_timer(
+    inbox: Path, tmp_path: Path, clock: ManualClock, work_started: list[WorkQueue]
+) -> None:
+    sorter = RecordingSorter(tmp_path / "library", {"song.mp3": Outcome.CHANGED})
+    gate = StabilityGate(2.0, clock)
+    work = WorkQueue(sorter.sort_file, 1, 900, LOG, clock, unsettled=gate.offer)
+    work.start()
+    work_started.append(work)
+    song = write(inbox / "song.mp3")
+    work.submit(song)
+    wait_until(work.idle)  # forgotten by the queue, watched by the gate
+    assert gate.watching() == 1 and gate.release_stable() == []
+    clock.advance(2.0)
+    sorter.outcomes.clear()
+    for path in gate.release_stable():
+        assert work.submit(path)
+    wait_until(lambda: len(sorter.calls) == 2 and work.idle())
+    assert work.outcomes() == {"changed": 1, "sorted": 1}
 
 
 def test_an_exception_is_logged_and_retried_without_killing_the_worker(

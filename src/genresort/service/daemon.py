@@ -45,7 +45,7 @@ def watch(settings: Settings, sorter: Sorter, log: FilteringBoundLogger) -> int:
     filesystem = inbox_filesystem(inbox)
     polling = wants_polling(settings.polling, filesystem)
     gate = StabilityGate(settings.stability_seconds)
-    work = WorkQueue(sorter.sort_file, settings.workers, settings.retry_max_seconds, log)
+    work = WorkQueue(sorter.sort_file, settings.workers, settings.retry_max_seconds, log, unsettled=gate.offer)
     watcher = InboxWatcher(inbox, polling, gate.offer)
     intake = Intake(inbox, watcher, gate, work.submit, tick_seconds(settings), settings.rescan_seconds, log)
     with StopSignals() as signals:

@@ -74,10 +74,11 @@ def sort_files(
     """Sort each file on the workers, without retries; EXIT_FAILED if one failed or a signal cut the pass short."""
     started = time.monotonic()
     files, missing = files_to_sort(settings, paths, log)
-    work = WorkQueue(sort_file, settings.workers, retry_max_seconds=None, log=log)
+    gate = StabilityGate(settings.stability_seconds)
+    work = WorkQueue(sort_file, settings.workers, retry_max_seconds=None, log=log, unsettled=gate.offer)
     with StopSignals() as signals:
         work.start()
-        sort_when_stable(files, work, settings, signals)
+        sort_when_stable(files, gate, work, settings, signals)
         if signals.requested.is_set():
             log.info("daemon.stopping", reason=signals.received[0], in_flight=work.in_flight())
         finish_in_flight(work, signals, settings.file_timeout_seconds, tick_seconds(settings), log)
@@ -109,10 +110,11 @@ def files_to_sort(settings: Settings, paths: list[Path] | None, log: FilteringBo
     return files, missing
 
 
-def sort_when_stable(files: list[Path], work: WorkQueue, settings: Settings, signals: StopSignals) -> None:
-    """Sort each file, first waiting for those changed in the last stability_seconds to settle; returns
-    when all are done or a stop was requested."""
-    gate = StabilityGate(settings.stability_seconds)
+def sort_when_stable(
+    files: list[Path], gate: StabilityGate, work: WorkQueue, settings: Settings, signals: StopSignals
+) -> None:
+    """Sort each file, first waiting for those changed in the last stability_seconds (or while being sorted) to
+    settle; returns when all are done or a stop was requested."""
     for path in files:
         if changed_recently(path, settings.stability_seconds):
             gate.offer(path)

@@ -75,6 +75,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
     RETRY = "retry"
+    CHANGED = "changed"  # written to or replaced while being sorted: nothing placed; back to the stability gate
     SKIPPED = "skipped"
 
 
@@ -239,7 +240,7 @@ class Sorter:
         except NotARegularFile as error:
             outcome = SortOutcome(Outcome.SKIPPED, path, reason=str(error))
         except SourceChanged as error:
-            outcome = SortOutcome(Outcome.RETRY, path, reason=str(error))
+            outcome = SortOutcome(Outcome.CHANGED, path, reason=str(error))
         except OSError as error:  # not the file's fault: a full disk, a permission, a folder that moved
             outcome = SortOutcome(Outcome.RETRY, path, reason=f"{type(error).__name__}: {error}")
         outcome = replace(outcome, seconds=time.monotonic() - started)
@@ -485,7 +486,8 @@ class Sorter:
         """One line per outcome; a file that vanished, or is passed over again, says nothing."""
         if outcome.outcome == Outcome.SKIPPED and not outcome.reason:
             return
-        level = "warning" if outcome.outcome in (Outcome.QUARANTINED, Outcome.RETRY, Outcome.SKIPPED) else "info"
+        warnings = (Outcome.QUARANTINED, Outcome.RETRY, Outcome.CHANGED, Outcome.SKIPPED)
+        level = "warning" if outcome.outcome in warnings else "info"
         getattr(self.log, level)(f"file.{outcome.outcome.value}", **self.outcome_fields(outcome))
 
 

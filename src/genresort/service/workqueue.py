@@ -33,7 +33,9 @@ class WorkQueue:
 
     A path is "known" from submit until its sort_file returns an outcome other than RETRY (an exception counts
     as RETRY), so events or rescans while it is queued, sorted or waiting for a retry cannot queue it twice.
-    `retry_max_seconds=None` reports transient failures instead of retrying them (a one-pass run).
+    `retry_max_seconds=None` reports transient failures instead of retrying them (a one-pass run). A file that
+    CHANGED while it was sorted is not retried on a timer but handed to `unsettled` (the stability gate), which
+    gives it back once it has settled: a writer that paused is not raced again.
     """
 
     def __init__(
@@ -43,8 +45,10 @@ class WorkQueue:
         retry_max_seconds: float | None,
         log: FilteringBoundLogger,
         clock: Callable[[], float] = time.monotonic,
+        unsettled: Callable[[Path], None] | None = None,
     ) -> None:
         self._sort_file = sort_file
+        self._unsettled = unsettled
         self._retry_max_seconds = retry_max_seconds
         self._log = log
         self._clock = clock
@@ -163,12 +167,16 @@ class WorkQueue:
                 del self._started[threading.get_ident()]
 
     def _finish(self, path: Path, outcome: str) -> None:
+        settling = outcome == Outcome.CHANGED and self._unsettled is not None
         with self._lock:
             self._outcomes[outcome] += 1
-            if outcome in (Outcome.RETRY, ERROR) and self._accepting and self._retry_max_seconds is not None:
+            retry = outcome in (Outcome.RETRY, ERROR) or (outcome == Outcome.CHANGED and not settling)
+            if retry and self._accepting and self._retry_max_seconds is not None:
                 self._attempts[path] += 1
                 delay = retry_delay(self._attempts[path], self._retry_max_seconds)
                 self._retry_at[path] = self._clock() + delay
             else:
                 self._known.discard(path)
                 del self._attempts[path]
+        if settling and self._accepting:
+            self._unsettled(path)  # forgotten first, so that the gate can hand it back once it has settled
