@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from mutagen.id3 import ID3
 
-from conftest import shared_clip, write_mp3
+from conftest import shared_clip, small_tmpfs, write_mp3
 from genresort.analysis.audio import NotAudioError
 from genresort.analysis.decision import Prediction
 from genresort.digest import sha256_file
@@ -265,6 +265,29 @@ def test_dry_run_says_duplicate_and_oversize_not_sorted(folders: Path, journal: 
     small = scripted_sorter(folders, journal, lambda path: JAZZ, max_file_bytes=100)
     assert small.plan(again).outcome == Outcome.QUARANTINED
     assert again.exists()
+
+
+def test_unsure_and_quarantine_on_other_disks_get_a_copy_made_there(folders: Path, journal: Journal) -> None:
+    """A hard link cannot cross file systems: the staged copy is copied onto the other disk, then linked."""
+    unsure_song = write_mp3(folders / "inbox" / "doubt.mp3", seconds=2.0, seed=15)
+    junk = folders / "inbox" / "junk.mp3"
+    junk.write_bytes(b"not audio at all" * 64)
+
+    def analyse(staged: Path) -> Prediction:
+        if staged.stat().st_size < 2000:
+            raise NotAudioError(staged, "not a readable audio file")
+        return JAZZ
+
+    with small_tmpfs(folders / "unsure", "16m"), small_tmpfs(folders / "quarantine", "16m"):
+        sorter = scripted_sorter(folders, journal, analyse, threshold=0.95)
+        doubt = sorter.sort_file(unsure_song)
+        quarantined = sorter.sort_file(junk)
+        assert doubt.outcome == Outcome.UNSURE and doubt.destination.parent == folders / "unsure"
+        assert quarantined.outcome == Outcome.QUARANTINED and quarantined.destination.parent == folders / "quarantine"
+        assert quarantined.destination.read_bytes() == b"not audio at all" * 64
+        for root in ("library", "unsure", "quarantine"):
+            assert staged_files(folders / root) == []
+        assert not unsure_song.exists() and not junk.exists()
 
 
 # -- the file changes while it is sorted ---------------------------------------------------------------------
