@@ -36,7 +36,7 @@ from genresort.digest import sha256_file
 from genresort.library.tags import TagError, audio_payload_sha256
 
 DAEMON_COMMAND = [sys.executable, "-m", "genresort.cli", "watch"]
-OUTCOME_EVENTS = frozenset({"file.sorted", "file.unsure", "file.duplicate", "file.quarantined"})
+OUTCOME_EVENTS = frozenset({"file.sorted", "file.unsure", "file.not_music", "file.duplicate", "file.quarantined"})
 STAGING = ".genresort-staging"
 REASON_SUFFIX = ".reason.json"
 # Variables of the test runner's own environment that would change what the daemon does.

@@ -21,7 +21,7 @@ from mutagen.id3 import ID3
 
 from conftest import shared_clip, small_tmpfs, write_mp3
 from genresort.analysis.audio import NotAudioError
-from genresort.analysis.decision import Prediction
+from genresort.analysis.decision import Prediction, Thresholds
 from genresort.digest import sha256_file
 from genresort.library.journal import Journal, Step
 from genresort.library.placement import STAGING_DIR, place_file, stage_copy, staging_folder
@@ -44,7 +44,7 @@ def analysers() -> Iterator[AnalyserPool]:
 
 @pytest.fixture
 def folders(tmp_path: Path) -> Path:
-    for name in ("inbox", "library", "quarantine", "unsure", "state"):
+    for name in ("inbox", "library", "quarantine", "unsure", "not-music", "state"):
         (tmp_path / name).mkdir()
     return tmp_path
 
@@ -53,9 +53,10 @@ def policy(root: Path, **changes) -> SortPolicy:
     values = dict(
         library=root / "library",
         unsure=root / "unsure",
+        not_music=root / "not-music",
         quarantine=root / "quarantine",
         existing_genre=ExistingGenrePolicy.OVERWRITE,
-        threshold=0.0,
+        thresholds=Thresholds(confidence=0.0),
         max_file_bytes=2**30,
         model_id="test-model",
         instance=INSTANCE,
@@ -163,7 +164,8 @@ def test_a_wav_is_sorted_and_tagged_in_an_id3_chunk(sorter: Sorter, tmp_path: Pa
 
 
 def test_an_unsure_file_gets_its_top_three_but_no_genre(folders: Path, journal: Journal, analysers) -> None:
-    sorter = Sorter(policy(folders, threshold=1.01), analysers.analyse, journal, Recorder())  # nothing is sure
+    nothing_is_sure = Thresholds(confidence=1.01)
+    sorter = Sorter(policy(folders, thresholds=nothing_is_sure), analysers.analyse, journal, Recorder())
     outcome = sorter.sort_file(drop(sorter, shared_clip("country", 4), "unsure.mp3"))
     assert outcome.outcome == Outcome.UNSURE and outcome.destination.parent == sorter.policy.unsure
     tags = ID3(outcome.destination)
@@ -177,6 +179,27 @@ def test_dry_run_plans_without_touching(sorter: Sorter) -> None:
     plan = sorter.plan(path)
     assert plan.outcome == Outcome.SORTED and plan.destination.parent == sorter.policy.library
     assert sorted(sorter.policy.library.parent.rglob("*")) == before
+
+
+def test_a_sound_that_is_not_music_goes_to_not_music_tagged_with_its_evidence(folders: Path, journal: Journal) -> None:
+    path = write_mp3(folders / "inbox" / "memo.mp3", seconds=2.0, seed=16)
+    hum = Prediction(JAZZ.ranking, "test-model", music_probability=0.02)
+    sorter = scripted_sorter(folders, journal, lambda staged: hum)
+    outcome = sorter.sort_file(path)
+    assert outcome.outcome == Outcome.NOT_MUSIC and outcome.destination == folders / "not-music" / "memo.mp3"
+    tags = ID3(outcome.destination)
+    assert "TCON" not in tags  # no genre a player would show
+    assert tags["TXXX:GENRESORT_DECISION"].text == ["not-music"]
+    assert tags["TXXX:GENRESORT_MUSIC_PROBABILITY"].text == ["0.020"]
+    event, fields = sorter.log.lines[-1]
+    assert event == "file.not_music" and fields["decision"] == "not-music" and fields["music_probability"] == 0.02
+    assert not path.exists() and staged_files(folders / "not-music") == []
+
+
+def test_a_sorted_file_says_its_decision_in_its_tags(folders: Path, journal: Journal) -> None:
+    path = write_mp3(folders / "inbox" / "song.mp3", seconds=2.0, seed=17)
+    outcome = scripted_sorter(folders, journal, lambda staged: JAZZ).sort_file(path)
+    assert ID3(outcome.destination)["TXXX:GENRESORT_DECISION"].text == ["Jazz"]
 
 
 # -- odd names and odd files ---------------------------------------------------------------------------------
@@ -279,7 +302,7 @@ def test_unsure_and_quarantine_on_other_disks_get_a_copy_made_there(folders: Pat
         return JAZZ
 
     with small_tmpfs(folders / "unsure", "16m"), small_tmpfs(folders / "quarantine", "16m"):
-        sorter = scripted_sorter(folders, journal, analyse, threshold=0.95)
+        sorter = scripted_sorter(folders, journal, analyse, thresholds=Thresholds(confidence=0.95))
         doubt = sorter.sort_file(unsure_song)
         quarantined = sorter.sort_file(junk)
         assert doubt.outcome == Outcome.UNSURE and doubt.destination.parent == folders / "unsure"

@@ -40,16 +40,16 @@ def _classify(arguments: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
     from genresort.analysis.audio import AudioError
-    from genresort.analysis.decision import DecisionKind, decide, decision_fields
+    from genresort.analysis.decision import DecisionKind, Thresholds, decide, decision_fields
     from genresort.analysis.model import GenreModel
 
     model = GenreModel.load(arguments.model)
     threadpool_limits(limits=1)  # a second BLAS thread spins after each small product: 25% more CPU, no gain
-    threshold = model.threshold if arguments.threshold is None else arguments.threshold
+    thresholds = Thresholds(confidence=model.threshold if arguments.threshold is None else arguments.threshold)
     failures = 0
     for path in arguments.files:
         try:
-            decision = decide(model.analyse(path), threshold)
+            decision = decide(model.analyse(path), thresholds)
         except (AudioError, OSError) as error:
             failures += 1
             reason = error.reason if isinstance(error, AudioError) else error.strerror
@@ -60,7 +60,11 @@ def _classify(arguments: argparse.Namespace) -> int:
         else:
             prediction = decision.prediction
             top = ", ".join(f"{genre} {probability:.0%}" for genre, probability in prediction.top)
-            verdict = "" if decision.kind is DecisionKind.GENRE else f"  -> unsure (below {threshold:.0%})"
+            verdict = ""
+            if decision.kind is DecisionKind.UNSURE:
+                verdict = f"  -> unsure (below {thresholds.confidence:.0%})"
+            elif decision.kind is DecisionKind.NOT_MUSIC:
+                verdict = f"  -> not music (music {prediction.music_probability:.0%})"
             print(
                 f"{path_text(path)}: {prediction.genre} ({prediction.confidence:.0%}; top: {top}){verdict}", flush=True
             )

@@ -24,7 +24,7 @@ from genresort import paths
 from genresort.paths import DEFAULT_CONFIG_FILE, DEFAULT_MODEL_DIR
 
 ENV_PREFIX = "GENRESORT_"
-PATH_KEYS = ("inbox", "library", "quarantine", "unsure", "state_dir", "model_dir", "log_file")
+PATH_KEYS = ("inbox", "library", "quarantine", "unsure", "not_music", "state_dir", "model_dir", "log_file")
 HOUR = 3600.0
 DAY = 24 * HOUR
 
@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     )
     unsure: Path = Field(
         default_factory=lambda: data_folder("unsure"), description="files below the confidence threshold"
+    )
+    not_music: Path = Field(
+        default_factory=lambda: data_folder("not-music"),
+        description="speech, noise and other sounds that are not music",
     )
     state_dir: Path = Field(
         default_factory=lambda: data_folder("state"), description="the journal; the folder itself is locked"
@@ -87,7 +91,7 @@ class Settings(BaseSettings):
     def _inbox_apart(self) -> Settings:
         """A destination inside the inbox would be scanned again and sorted forever; the reverse likewise."""
         inbox = self.inbox.resolve()
-        for name in ("library", "quarantine", "unsure"):
+        for name in ("library", "quarantine", "unsure", "not_music"):
             folder = getattr(self, name).resolve()
             if folder.is_relative_to(inbox) or inbox.is_relative_to(folder):
                 raise ValueError(f"inbox ({inbox}) and {name} ({folder}) must not contain each other")

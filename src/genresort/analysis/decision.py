@@ -1,4 +1,5 @@
-"""From what the model heard to what happens to the file: a genre to sort by, or "unsure" for a person to decide.
+"""From what the model heard to what happens to the file: not music, a genre to sort by, or "unsure" for a person
+to decide.
 
 Pure and small, and the one place that says what a decision looks like as JSON: the sorting log, `classify --json`
 and `sort --dry-run` all print `decision_fields`.
@@ -10,14 +11,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 UNSURE = "unsure"
+NOT_MUSIC = "not-music"
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """The model's view of one file: every genre with its calibrated probability, most likely first."""
+    """The model's view of one file: every genre with its calibrated probability, most likely first, and how
+    likely the sound is music at all (None from a model that cannot tell)."""
 
     ranking: tuple[tuple[str, float], ...]
     model_id: str
+    music_probability: float | None = None
 
     @property
     def genre(self) -> str:
@@ -35,34 +39,53 @@ class Prediction:
 class DecisionKind(StrEnum):
     GENRE = "genre"  # sure enough to sort into the genre's folder
     UNSURE = "unsure"  # below the threshold: a person decides, helped by the top 3
+    NOT_MUSIC = "not-music"  # speech, noise, field recordings: never in a genre folder
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    confidence: float  # below it, a genre is not sure enough: unsure
+    music: float = 0.5  # below it, the music probability says the sound is not music
 
 
 @dataclass(frozen=True)
 class Decision:
     kind: DecisionKind
     prediction: Prediction
-    threshold: float
+    thresholds: Thresholds
 
     @property
     def label(self) -> str:
-        """The genre to sort by, or "unsure"."""
-        return self.prediction.genre if self.kind is DecisionKind.GENRE else UNSURE
+        """The genre to sort by, "unsure" or "not-music"."""
+        if self.kind is DecisionKind.GENRE:
+            return self.prediction.genre
+        return UNSURE if self.kind is DecisionKind.UNSURE else NOT_MUSIC
 
 
-def decide(prediction: Prediction, threshold: float) -> Decision:
-    """Sort by the most likely genre only when the model is confident enough to act alone."""
-    kind = DecisionKind.GENRE if prediction.confidence >= threshold else DecisionKind.UNSURE
-    return Decision(kind, prediction, threshold)
+def decide(prediction: Prediction, thresholds: Thresholds) -> Decision:
+    """First whether the sound is music at all, then a genre only when the model is confident enough to act
+    alone: a wrong genre in a person's tags is worse than none."""
+    if prediction.music_probability is not None and prediction.music_probability < thresholds.music:
+        kind = DecisionKind.NOT_MUSIC
+    elif prediction.confidence >= thresholds.confidence:
+        kind = DecisionKind.GENRE
+    else:
+        kind = DecisionKind.UNSURE
+    return Decision(kind, prediction, thresholds)
 
 
 def decision_fields(decision: Decision) -> dict[str, object]:
     """The decision as JSON fields: `genre` is always the most likely one, `decision` what was done about it."""
     prediction = decision.prediction
-    return {
+    fields: dict[str, object] = {
         "genre": prediction.genre,
         "confidence": round(prediction.confidence, 4),
         "top": [[genre, round(probability, 4)] for genre, probability in prediction.top],
         "decision": decision.label,
-        "threshold": round(decision.threshold, 4),
+        "threshold": round(decision.thresholds.confidence, 4),
         "model": prediction.model_id,
     }
+    if prediction.music_probability is not None:
+        fields["music_probability"] = round(prediction.music_probability, 4)
+        fields["music_threshold"] = round(decision.thresholds.music, 4)
+    return fields

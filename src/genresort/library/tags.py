@@ -53,6 +53,8 @@ class GenreTags:
     confidence: float  # 0..1
     top: tuple[tuple[str, float], ...]  # the top 3 (genre, probability)
     model_id: str  # e.g. "genresort-gtzan-2026.11 sha256:abcd1234"
+    decision: str | None = None  # what was done: the genre, "unsure" or "not-music" (GENRESORT_DECISION)
+    music_probability: float | None = None  # the evidence for music or not (GENRESORT_MUSIC_PROBABILITY)
 
     def __post_init__(self) -> None:
         # "(8)" or "8" would be read as ID3v1 genre numbers, and ";" is our separator.
@@ -142,6 +144,10 @@ def _plan(tags: GenreTags, existing: list[str], policy: ExistingGenrePolicy, see
         "GENRESORT_TOP3": [top3],
         "GENRESORT_MODEL": [tags.model_id],
     }
+    if tags.decision is not None:
+        plan["GENRESORT_DECISION"] = [tags.decision]
+    if tags.music_probability is not None:
+        plan["GENRESORT_MUSIC_PROBABILITY"] = [f"{tags.music_probability:.3f}"]
     if existing and not seen_before:
         plan[PREVIOUS_GENRE] = existing
     if policy is ExistingGenrePolicy.UNTOUCHED:

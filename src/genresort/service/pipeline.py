@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from genresort.analysis.audio import AudioError
-from genresort.analysis.decision import Decision, DecisionKind, Prediction, decide, decision_fields
+from genresort.analysis.decision import Decision, DecisionKind, Prediction, Thresholds, decide, decision_fields
 from genresort.library.journal import FileRecord, Journal, Step
 from genresort.library.placement import (
     DuplicateFile,
@@ -72,6 +72,7 @@ Analyse = Callable[[Path], Prediction]
 class Outcome(StrEnum):
     SORTED = "sorted"
     UNSURE = "unsure"
+    NOT_MUSIC = "not_music"
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
     RETRY = "retry"
@@ -97,9 +98,10 @@ class SortPolicy:
 
     library: Path
     unsure: Path
+    not_music: Path
     quarantine: Path
     existing_genre: ExistingGenrePolicy
-    threshold: float
+    thresholds: Thresholds
     max_file_bytes: int
     model_id: str
     instance: str  # names this instance's staging folders, so recovery clears its own only
@@ -299,19 +301,16 @@ class Sorter:
                 )
             discard_staged(staged)
             return SortOutcome(Outcome.RETRY, source.path, reason=str(error), sha256=record.sha256)
-        return self._place(source, record, staged, decide(prediction, self.policy.threshold))
+        return self._place(source, record, staged, decide(prediction, self.policy.thresholds))
 
     def _place(self, source: SourceFile, record: FileRecord, staged: Path, decision: Decision) -> SortOutcome:
-        if decision.kind is DecisionKind.GENRE:
-            root, folder = self.policy.library, self.policy.library / decision.label
-            outcome, tag_policy = Outcome.SORTED, self.policy.existing_genre
-        else:  # a person decides: no genre a player would show, only our top 3
-            root = folder = self.policy.unsure
-            outcome, tag_policy = Outcome.UNSURE, ExistingGenrePolicy.UNTOUCHED
+        root, folder, outcome = self._destination(decision)
+        # Only a file sorted into a genre gets the genre field a player shows; the others keep theirs as it was.
+        tag_policy = self.policy.existing_genre if outcome is Outcome.SORTED else ExistingGenrePolicy.UNTOUCHED
         staged = self._restage(record, staged, root)
         reason = None
         try:
-            write_genre_tags(staged, self._genre_tags(decision.prediction), tag_policy)
+            write_genre_tags(staged, self._genre_tags(decision), tag_policy)
         except TagError as error:  # the sound is fine; place an untouched copy rather than hold the file back
             if (cause := _transient_cause(error)) is not None:  # e.g. the tag did not fit on a full disk: retry
                 raise OSError(cause.errno, cause.strerror, str(staged)) from error
@@ -345,9 +344,23 @@ class Sorter:
         self.journal.advance(record.id, Step.STAGED, staged_path=fresh.path)
         return fresh.path
 
-    def _genre_tags(self, prediction: Prediction) -> GenreTags:
+    def _destination(self, decision: Decision) -> tuple[Path, Path, Outcome]:
+        """(root of the staging folder, folder to place in, outcome) for a decision."""
+        if decision.kind is DecisionKind.GENRE:
+            return self.policy.library, self.policy.library / decision.label, Outcome.SORTED
+        if decision.kind is DecisionKind.NOT_MUSIC:
+            return self.policy.not_music, self.policy.not_music, Outcome.NOT_MUSIC
+        return self.policy.unsure, self.policy.unsure, Outcome.UNSURE  # a person decides, helped by our top 3
+
+    def _genre_tags(self, decision: Decision) -> GenreTags:
+        prediction = decision.prediction
         return GenreTags(
-            genre=prediction.genre, confidence=prediction.confidence, top=prediction.top, model_id=prediction.model_id
+            genre=prediction.genre,
+            confidence=prediction.confidence,
+            top=prediction.top,
+            model_id=prediction.model_id,
+            decision=decision.label,
+            music_probability=prediction.music_probability,
         )
 
     def _finish(
@@ -452,15 +465,12 @@ class Sorter:
         # The worker reads the very file we opened, whatever its name: /proc/<pid>/fd/<n> is a link to it.
         opened = Path(f"/proc/{os.getpid()}/fd/{source.stream.fileno()}")
         try:
-            decision = decide(self.analyse(opened), self.policy.threshold)
+            decision = decide(self.analyse(opened), self.policy.thresholds)
         except AudioError as error:
             return SortOutcome(Outcome.QUARANTINED, source.path, self.policy.quarantine, error.reason, sha256=sha256)
         except (AnalysisTimeout, AnalysisCrashed, AnalysisFailed) as error:
             return SortOutcome(Outcome.RETRY, source.path, reason=str(error), sha256=sha256)
-        if decision.kind is DecisionKind.GENRE:
-            folder, outcome = self.policy.library / decision.label, Outcome.SORTED
-        else:
-            folder, outcome = self.policy.unsure, Outcome.UNSURE
+        _, folder, outcome = self._destination(decision)
         return SortOutcome(outcome, source.path, folder, sha256=sha256, decision=decision)
 
     # -- the sorting log --------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from structlog.typing import FilteringBoundLogger
 
+from genresort.analysis.decision import Thresholds
 from genresort.analysis.model import ModelError
 from genresort.config import ConfigError, Settings
 from genresort.library.journal import Journal, JournalDamaged, JournalError, move_aside
@@ -20,7 +21,7 @@ from genresort.logs import path_text
 from genresort.service.pipeline import Sorter, SortPolicy
 from genresort.service.workers import AnalyserPool, ModelSummary
 
-FOLDER_KEYS = ("inbox", "library", "quarantine", "unsure", "state_dir")
+FOLDER_KEYS = ("inbox", "library", "quarantine", "unsure", "not_music", "state_dir")
 JOURNAL_NAME = "journal.sqlite3"
 #: What a fresh journal means for the files, said in the `journal.damaged` line.
 FRESH_JOURNAL_MEANS = (
@@ -120,9 +121,10 @@ def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
     return SortPolicy(
         library=settings.library,
         unsure=settings.unsure,
+        not_music=settings.not_music,
         quarantine=settings.quarantine,
         existing_genre=ExistingGenrePolicy(settings.existing_genre),
-        threshold=model.threshold if threshold is None else threshold,
+        thresholds=Thresholds(confidence=model.threshold if threshold is None else threshold),
         max_file_bytes=int(settings.max_file_mb * 2**20),
         model_id=model.model_id,
         instance=hashlib.sha256(os.fsencode(settings.state_dir.resolve())).hexdigest()[:12],

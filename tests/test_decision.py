@@ -1,0 +1,45 @@
+"""From a prediction to a decision: not music first, then a genre only when sure enough; and its JSON shape."""
+
+from __future__ import annotations
+
+import json
+
+from genresort.analysis.decision import DecisionKind, Prediction, Thresholds, decide, decision_fields
+
+RANKING = (("Jazz", 0.7), ("Blues", 0.2), ("Rock", 0.06), ("Pop", 0.04))
+
+
+def test_a_confident_prediction_of_music_is_its_genre() -> None:
+    decision = decide(Prediction(RANKING, "m", music_probability=0.99), Thresholds(confidence=0.6, music=0.5))
+    assert decision.kind is DecisionKind.GENRE and decision.label == "Jazz"
+
+
+def test_below_the_confidence_threshold_it_is_unsure() -> None:
+    decision = decide(Prediction(RANKING, "m", music_probability=0.99), Thresholds(confidence=0.8))
+    assert decision.kind is DecisionKind.UNSURE and decision.label == "unsure"
+
+
+def test_not_music_comes_first_however_confident_the_genre() -> None:
+    decision = decide(Prediction(RANKING, "m", music_probability=0.1), Thresholds(confidence=0.1, music=0.5))
+    assert decision.kind is DecisionKind.NOT_MUSIC and decision.label == "not-music"
+
+
+def test_a_model_that_cannot_tell_music_decides_on_the_genre_alone() -> None:
+    decision = decide(Prediction(RANKING, "m"), Thresholds(confidence=0.6, music=0.5))
+    assert decision.kind is DecisionKind.GENRE
+
+
+def test_the_json_shape_names_the_most_likely_genre_and_what_was_done() -> None:
+    fields = decision_fields(decide(Prediction(RANKING, "m", 0.1234567), Thresholds(confidence=0.6, music=0.5)))
+    assert fields == {
+        "genre": "Jazz",
+        "confidence": 0.7,
+        "top": [["Jazz", 0.7], ["Blues", 0.2], ["Rock", 0.06]],
+        "decision": "not-music",
+        "threshold": 0.6,
+        "model": "m",
+        "music_probability": 0.1235,
+        "music_threshold": 0.5,
+    }
+    json.dumps(fields)
+    assert "music_probability" not in decision_fields(decide(Prediction(RANKING, "m"), Thresholds(0.6)))
