@@ -1,5 +1,6 @@
 """The classifier: one scikit-learn Pipeline (scaling, classifier, probability calibration), fitted on
-artist-grouped folds so the calibration never sees an artist it was trained on."""
+artist-grouped folds so the calibration never sees an artist it was trained on, and exported as plain arrays
+(analysis.model.LinearClassifier) for the model file."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
+
+from genresort.analysis.model import LinearClassifier
 
 
 def make_classifier(calibration_splits: list[tuple[np.ndarray, np.ndarray]], regularisation: float = 0.02) -> Pipeline:
@@ -46,3 +49,26 @@ def fit_classifier(
     classifier = make_classifier(grouped_splits(genres, groups, folds=3, seed=seed))
     with threadpool_limits(limits=1):
         return classifier.fit(vectors, genres, classify__sample_weight=weights)
+
+
+def export_classifier(pipeline: Pipeline) -> LinearClassifier:
+    """The fitted pipeline's numbers, unchanged, with its coef_ transposed (as its decision_function uses it).
+
+    Its predict_proba is softmax(beta * decision_function(scaled x)): with ensemble=False there is one logistic
+    regression and one temperature calibrator (scikit-learn 1.9, sklearn/calibration.py: _CalibratedClassifier's
+    predict_proba and _TemperatureScaling). Two cases there need no number of their own: a binary decision d is read
+    as the logits (-d, d), and so does LinearClassifier; decisions whose rows look like probabilities would be taken
+    through a log, which does not happen here, as an L2-penalised multinomial regression's logits of a real clip
+    sum to about zero. tests/test_model.py checks both models give the same probabilities."""
+    scaler = pipeline.named_steps["scale"]
+    calibrated = pipeline.named_steps["classify"]
+    (member,) = calibrated.calibrated_classifiers_
+    (calibrator,) = member.calibrators
+    return LinearClassifier(
+        classes=tuple(str(genre) for genre in calibrated.classes_),
+        scaler_mean=np.asarray(scaler.mean_, dtype=np.float64),
+        scaler_scale=np.asarray(scaler.scale_, dtype=np.float64),
+        weights=np.asarray(member.estimator.coef_.T, dtype=np.float64),
+        intercept=np.asarray(member.estimator.intercept_, dtype=np.float64),
+        inverse_temperature=float(calibrator.beta_),
+    )

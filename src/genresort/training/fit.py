@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-import joblib
 import numpy as np
 
 from genresort.analysis.audio import WindowPlan
@@ -19,7 +18,7 @@ from genresort.analysis.features.embedding import MusicnnNetwork
 from genresort.analysis.model import CARD_JSON, CARD_MARKDOWN, MODEL_FILE, NETWORK_FOLDER
 from genresort.digest import sha256_file
 from genresort.paths import DEFAULT_MODEL_DIR
-from genresort.training.classifier import fit_classifier
+from genresort.training.classifier import export_classifier, fit_classifier
 from genresort.training.dataset import DataSetError, FeatureCache, LabelledFile, extract_features, training_set
 from genresort.training.evaluation import cross_validate, format_comparison, format_scores, plot_confusion, scores
 
@@ -84,7 +83,7 @@ def train(
     rows = training_set(clips, SHIPPED_FEATURE_SET, list(NETWORK_NAMES))
     genres = np.array([file.genre for file in kept])[rows.clip_of_row]
     groups = np.array([file.group for file in kept])[rows.clip_of_row]
-    classifier = fit_classifier(rows.vectors, genres, groups, rows.weights)
+    classifier = export_classifier(fit_classifier(rows.vectors, genres, groups, rows.weights))
 
     output_dir.mkdir(parents=True, exist_ok=True)
     for source in network_files(DEFAULT_MODEL_DIR):
@@ -94,7 +93,7 @@ def train(
             shutil.copyfile(source, target)
             shutil.copyfile(source.parent / "LICENSE-musicnn.txt", target.parent / "LICENSE-musicnn.txt")
     model_path = output_dir / MODEL_FILE
-    joblib.dump(classifier, model_path, compress=3)
+    model_path.write_text(classifier.to_json())
     plot_confusion(figures, "artist-grouped cross-validation", output_dir / "confusion.png")
     card = model_card(kept, figures, model_path, output_dir, data_description, repeats)
     card["comparison"] = {name: {key: results[key] for key in HEADLINE_FIGURES} for name, results in comparison.items()}
@@ -139,7 +138,7 @@ def model_card(
             "python": platform.python_version(),
             **{
                 package: version(package)
-                for package in ("scikit-learn", "numpy", "librosa", "onnxruntime", "soundfile", "joblib")
+                for package in ("scikit-learn", "numpy", "librosa", "onnxruntime", "soundfile")
             },
         },
     }
@@ -168,7 +167,9 @@ def model_card_markdown(card: dict, figures: dict, comparison_table: str) -> str
         "between 10% and 90% of their length.",
         "- Classifier: standard scaling, class-weighted logistic regression, temperature calibration on artist-grouped "
         "folds. It learns from each clip whole and from windows of it (as a long track is heard), at half weight.",
-        f"- Model file: `{card['model_file']['name']}`, sha256 `{card['model_file']['sha256']}`.",
+        f"- Model file: `{card['model_file']['name']}`, sha256 `{card['model_file']['sha256']}`: plain numbers in "
+        "JSON (genres, scaler mean and scale, logistic weights and intercepts, the calibration's inverse "
+        "temperature), read without scikit-learn; loading it cannot run code.",
         "",
         "## Protocol",
         card["protocol"] + ".",

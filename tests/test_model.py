@@ -1,0 +1,118 @@
+"""The model file is plain numbers in JSON: loading it runs no code and needs no scikit-learn, and a changed or
+malformed one is refused with a message that says what is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import write_mp3
+from genresort.analysis.model import CARD_JSON, MODEL_FILE, GenreModel, ModelError
+from genresort.paths import DEFAULT_MODEL_DIR
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    """The shipped model folder, copied so that a test may spoil it."""
+    return Path(shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "model"))
+
+
+def rewrite_model(model_dir: Path, change: Callable[[dict], None], update_card: bool = True) -> None:
+    """Change the model file's JSON; with `update_card`, record its new sha256 in the card, as a retrained model
+    would have it, so that what is refused is the content itself."""
+    model_path = model_dir / MODEL_FILE
+    document = json.loads(model_path.read_text())
+    change(document)
+    model_path.write_text(json.dumps(document))
+    if update_card:
+        card = json.loads((model_dir / CARD_JSON).read_text())
+        card["model_file"]["sha256"] = hashlib.sha256(model_path.read_bytes()).hexdigest()
+        (model_dir / CARD_JSON).write_text(json.dumps(card))
+
+
+def test_one_weight_changed_in_the_model_file_is_refused_by_its_sha256(model_copy: Path) -> None:
+    def nudge(document: dict) -> None:
+        document["weights"][7][3] += 1e-6
+
+    rewrite_model(model_copy, nudge, update_card=False)
+    with pytest.raises(ModelError, match="sha256 .* but the model card says"):
+        GenreModel.load(model_copy)
+
+
+def drop_intercept(document: dict) -> None:
+    del document["intercept"]
+
+
+def shorten_mean(document: dict) -> None:
+    document["scaler_mean"].pop()
+
+
+def put_nan(document: dict) -> None:
+    document["weights"][0][0] = float("nan")
+
+
+def put_text(document: dict) -> None:
+    document["scaler_scale"][5] = "1.0"
+
+
+def zero_scale(document: dict) -> None:
+    document["scaler_scale"][5] = 0.0
+
+
+def swap_classes(document: dict) -> None:
+    document["classes"][:2] = reversed(document["classes"][:2])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (drop_intercept, "'intercept' is missing"),
+        (shorten_mean, r"'scaler_mean' has shape \(\d+,\), expected \(\d+,\)"),
+        (put_nan, "holds NaN"),
+        (put_text, "'scaler_scale' is not an array of numbers"),
+        (zero_scale, "'scaler_scale' holds a scale that is not positive"),
+        (swap_classes, "its genres .* are not the model card's"),
+    ],
+)
+def test_a_malformed_model_file_is_refused_saying_what_is_wrong(
+    model_copy: Path, change: Callable[[dict], None], message: str
+) -> None:
+    rewrite_model(model_copy, change)
+    with pytest.raises(ModelError, match=message) as refused:
+        GenreModel.load(model_copy)
+    assert str(model_copy / MODEL_FILE) in str(refused.value)
+
+
+def test_a_model_from_before_is_refused_unread_because_it_is_a_pickle(model_copy: Path) -> None:
+    card = json.loads((model_copy / CARD_JSON).read_text())
+    pickle = model_copy / "genre_model.joblib"
+    pickle.write_bytes(b"\x80\x04 would run code")
+    card["model_file"] = {"name": pickle.name, "sha256": hashlib.sha256(pickle.read_bytes()).hexdigest()}
+    (model_copy / CARD_JSON).write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="pickle .* retrain"):
+        GenreModel.load(model_copy)
+
+
+def test_the_analysis_loads_and_classifies_without_scikit_learn_or_joblib(tmp_path: Path) -> None:
+    """In a fresh interpreter, as an analysis worker starts: the shipped model, a real MP3, and after both, no
+    scikit-learn or joblib among the imported modules."""
+    song = write_mp3(tmp_path / "song.mp3", seconds=8)
+    code = f"""
+import json, sys
+from genresort.analysis.model import GenreModel
+prediction = GenreModel.load().analyse(__import__("pathlib").Path({str(song)!r}))
+print(json.dumps({{"genre": prediction.genre, "total": sum(p for _, p in prediction.ranking),
+                  "imported": [name for name in ("sklearn", "joblib") if name in sys.modules]}}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["imported"] == []
+    assert outcome["genre"] in GenreModel.load().genres and outcome["total"] == pytest.approx(1.0, abs=1e-5)
