@@ -339,7 +339,7 @@ def machine() -> dict[str, Any]:
     )
     versions = {
         name: metadata.version(name)
-        for name in ("numpy", "librosa", "soundfile", "soxr", "onnxruntime", "scikit-learn")
+        for name in ("numpy", "librosa", "soundfile", "soxr", "onnxruntime")
     }
     return {
         "cpus": len(os.sched_getaffinity(0)),

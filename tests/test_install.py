@@ -16,7 +16,7 @@ import pytest
 from conftest import write_mp3
 from genresort.paths import CHECKOUT_DIR, DEFAULT_MODEL_DIR
 
-TRAINING_ONLY = ("librosa", "matplotlib", "numba")
+TRAINING_ONLY = ("librosa", "matplotlib", "numba", "sklearn", "joblib")
 MODEL_ID = json.loads((DEFAULT_MODEL_DIR / "model_card.json").read_text())["model_id"]
 
 
