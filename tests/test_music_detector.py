@@ -24,6 +24,7 @@ from genresort.training.music_detector import (
     fit_detector,
     fit_final,
     logit,
+    synthesise_babble,
     synthesise_nonmusic,
     synthesise_speech,
     tag_columns,
@@ -152,10 +153,13 @@ def test_a_detector_fitted_on_real_features_hears_noise_as_not_music_and_hiphop_
     assert detector.is_music(vectors).tolist() == [True, False], detector.probability(vectors)
 
 
-def test_synthetic_speech_is_espeak_reading_a_paragraph(tmp_path: Path) -> None:
+def test_synthetic_speech_is_espeak_reading_a_paragraph_alone_or_in_a_crowd(tmp_path: Path) -> None:
     if shutil.which("espeak-ng") is None:
         unavailable("espeak-ng is not installed (apt-get install espeak-ng)")
     speech = synthesise_speech(tmp_path, "de", "f2")
     assert (speech.kind, speech.group) == ("espeak-speech", "synthetic-espeak-speech")
     assert 15 < soundfile.info(speech.path).duration < 60
+    babble = synthesise_babble(tmp_path, voices=3, seed=0)
+    assert (babble.kind, babble.group) == ("espeak-babble", "synthetic-espeak-babble")
+    assert soundfile.info(babble.path).duration > 10
     assert not list(tmp_path.glob("*.wav"))

@@ -14,7 +14,6 @@ from genresort.analysis.features.clip import ClipFeatures
 from genresort.analysis.features.embedding import MusicnnNetwork
 from genresort.paths import DEFAULT_MODEL_DIR
 from genresort.training.dataset import FeatureCache, LabelledFile, extract_features
-from genresort.training.fit import network_files
 
 
 @dataclass(frozen=True)
@@ -82,6 +81,8 @@ def read_realworld(manifest: Path) -> list[RealWorldFile]:
 def features_of(records: Sequence[Record], cache_dir: Path) -> tuple[list[Record], list[ClipFeatures]]:
     """Clip features of every readable record (from the same cache and extraction as `train`); unreadable
     files are reported on stderr and left out, so the two lists returned stay aligned."""
+    from genresort.training.fit import network_files  # here, not above: fit may import this module
+
     paths = network_files(DEFAULT_MODEL_DIR)
     plan = WindowPlan()
     as_labelled = [LabelledFile(path=record.path, genre="", group=record.group, scored=True) for record in records]
