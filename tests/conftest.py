@@ -35,6 +35,7 @@ inbox = "inbox"
 library = "library"
 quarantine = "quarantine"
 unsure = "unsure"
+not_music = "not-music"
 state_dir = "state"
 """
 

@@ -34,6 +34,7 @@ from typing import Any
 from genresort.analysis.audio import AUDIO_EXTENSIONS
 from genresort.digest import sha256_file
 from genresort.library.tags import TagError, audio_payload_sha256
+from genresort.service.startup import FOLDER_KEYS
 
 DAEMON_COMMAND = [sys.executable, "-m", "genresort.cli", "watch"]
 OUTCOME_EVENTS = frozenset({"file.sorted", "file.unsure", "file.not_music", "file.duplicate", "file.quarantined"})
@@ -112,16 +113,22 @@ class Folders:
         if self.owner is not None:
             self.owner.own(self.root, self.inbox)
 
-    inbox = property(lambda self: self.root / "inbox")
-    library = property(lambda self: self.root / "library")
-    quarantine = property(lambda self: self.root / "quarantine")
-    unsure = property(lambda self: self.root / "unsure")
-    state = property(lambda self: self.root / "state")
+    def folder(self, key: str) -> Path:
+        """The folder of one of the daemon's folder settings (startup.FOLDER_KEYS), always below root, so that a
+        folder setting added later can never fall back to a real default folder."""
+        return self.root / ("state" if key == "state_dir" else key)
+
+    inbox = property(lambda self: self.folder("inbox"))
+    library = property(lambda self: self.folder("library"))
+    quarantine = property(lambda self: self.folder("quarantine"))
+    unsure = property(lambda self: self.folder("unsure"))
+    not_music = property(lambda self: self.folder("not_music"))
+    state = property(lambda self: self.folder("state_dir"))
     config_file = property(lambda self: self.root / "genresort.toml")
 
     @property
-    def destinations(self) -> tuple[Path, Path, Path]:
-        return self.library, self.unsure, self.quarantine
+    def destinations(self) -> tuple[Path, Path, Path, Path]:
+        return self.library, self.unsure, self.not_music, self.quarantine
 
     def env(self, **settings: object) -> dict[str, str]:
         """The test runner's environment without GENRESORT_* and systemd variables, plus these folders and
@@ -131,13 +138,7 @@ class Folders:
             for key, value in os.environ.items()
             if not key.startswith("GENRESORT_") and key not in FOREIGN_VARIABLES
         }
-        env.update(
-            GENRESORT_INBOX=str(self.inbox),
-            GENRESORT_LIBRARY=str(self.library),
-            GENRESORT_QUARANTINE=str(self.quarantine),
-            GENRESORT_UNSURE=str(self.unsure),
-            GENRESORT_STATE_DIR=str(self.state),
-        )
+        env.update({f"GENRESORT_{key.upper()}": str(self.folder(key)) for key in FOLDER_KEYS})
         env.update({f"GENRESORT_{key.upper()}": str(value) for key, value in settings.items()})
         return env
 

@@ -75,7 +75,8 @@ def test_an_environment_variable_with_a_bad_value_is_refused(tmp_path: Path) -> 
 
     config = tmp_path / "genresort.toml"
     config.write_text(
-        'inbox = "inbox"\nlibrary = "library"\nquarantine = "quarantine"\nunsure = "unsure"\nstate_dir = "state"\n'
+        'inbox = "inbox"\nlibrary = "library"\nquarantine = "quarantine"\nunsure = "unsure"\n'
+        'not_music = "not-music"\nstate_dir = "state"\n'
     )
     environment = {**os.environ, "GENRESORT_STABILITY_SECONDS": "soon"}
     result = genresort("sort", "--dry-run", "--config", str(config), environment=environment)
