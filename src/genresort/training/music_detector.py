@@ -203,9 +203,13 @@ def cross_validate_detector(
     regularisation: float,
     folds: int = 5,
     repeats: int = 2,
-    on_fold: Callable[[], None] = lambda: None,
+    test_vectors: np.ndarray | None = None,
 ) -> HeldOut:
-    """Grouped cross-validation: every scored sample's held-out P(music) and its fold's threshold, per repeat."""
+    """Grouped cross-validation: every scored sample's held-out P(music) and its fold's threshold, per repeat.
+    A sample is scored on its own (whole) vector, or on its row of `test_vectors` (one per sample) when given,
+    e.g. to hear it as the daemon hears a long track, through four windows."""
+    if test_vectors is None:
+        test_vectors = rows.vectors[rows.own_row]
     scored = np.flatnonzero([sample.scored for sample in samples])
     position = {sample_index: column for column, sample_index in enumerate(scored)}
     probabilities = np.zeros((repeats, len(scored)))
@@ -216,9 +220,8 @@ def cross_validate_detector(
             detector = fit_on(samples, rows, training, columns, regularisation)
             threshold = chosen_threshold(samples, rows, training, columns, regularisation, seed=repeat)
             columns_out = [position[i] for i in test]
-            probabilities[repeat, columns_out] = detector.probability(rows.vectors[rows.own_row[test]])
+            probabilities[repeat, columns_out] = detector.probability(test_vectors[test])
             thresholds[repeat, columns_out] = threshold
-            on_fold()
     return HeldOut([samples[i] for i in scored], probabilities, thresholds)
 
 
