@@ -3,7 +3,6 @@ a noise file and a Hip-Hop clip land on the right side."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -14,10 +13,10 @@ import soundfile
 from conftest import require_shared_data, shared_clip, unavailable
 from genresort.analysis.features.clip import ClipFeatures, FeatureSet, feature_vector
 from genresort.analysis.features.embedding import OUTPUTS
+from genresort.analysis.model import parse_classifier
 from genresort.training.dataset import TrainingSet, training_set
 from genresort.training.fit import NETWORK_NAMES
 from genresort.training.music_detector import (
-    MusicDetector,
     Sample,
     choose_threshold,
     cross_validate_detector,
@@ -40,21 +39,16 @@ def blobs(seed: int = 0, count: int = 60, width: int = 8) -> tuple[np.ndarray, n
     return vectors.astype(np.float32), is_music
 
 
-def test_a_fitted_detector_is_plain_arrays_that_separate_music_from_the_rest_and_survive_json() -> None:
+def test_a_fitted_detector_is_the_logistic_regression_as_plain_arrays_that_survive_json() -> None:
     vectors, is_music = blobs()
     detector = fit_detector(vectors, is_music, np.ones(len(vectors)), np.arange(8), regularisation=1.0)
     assert (detector.is_music(vectors) == is_music).mean() > 0.95
-    probability = detector.probability(vectors)
-    by_hand = 1 / (1 + np.exp(-(((vectors - detector.mean) / detector.scale) @ detector.coef + detector.intercept)))
-    np.testing.assert_allclose(probability, by_hand)
-
-    arrays = json.loads(json.dumps(detector.arrays()))
-    restored = MusicDetector(
-        **{key: np.array(value) for key, value in arrays.items() if key not in ("intercept", "threshold")},
-        intercept=arrays["intercept"],
-        threshold=arrays["threshold"],
-    )
-    np.testing.assert_array_equal(restored.probability(vectors), probability)
+    classifier = detector.classifier
+    logit = ((vectors - classifier.scaler_mean) / classifier.scaler_scale) @ classifier.weights[:, 0]
+    by_hand = 1 / (1 + np.exp(-(logit + classifier.intercept[0])))
+    np.testing.assert_allclose(detector.probability(vectors), by_hand, rtol=1e-5)
+    restored = parse_classifier(classifier.to_json())
+    np.testing.assert_array_equal(restored.predict_proba(vectors), classifier.predict_proba(vectors))
 
 
 def test_a_detector_reads_only_its_columns() -> None:

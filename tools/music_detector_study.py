@@ -12,7 +12,6 @@ Features come from .cache/features (the first run extracts what is missing: a fe
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 import timeit
@@ -304,7 +303,8 @@ def main() -> None:
     if options.report:
         options.report.write_text(text)
     if options.detector:
-        options.detector.write_text(json.dumps(detector.arrays()) + "\n")
+        options.detector.write_text(detector.classifier.to_json())
+        print(f"detector written to {options.detector}: threshold {detector.threshold:.4f}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from genresort.analysis.features.clip import ClipFeatures
 from genresort.analysis.features.embedding import summarise_outputs
+from genresort.analysis.model import LinearClassifier
 from genresort.training.dataset import TrainingSet
 from genresort.training.openworld import NonMusicFile
 
@@ -33,36 +34,25 @@ from genresort.training.openworld import NonMusicFile
 REGULARISATION = 0.001
 
 
+#: The detector's two classes, in the order of its probabilities: P(music) is the second column.
+CLASSES = ("not-music", "music")
+
+
 @dataclass(frozen=True)
 class MusicDetector:
-    """P(music) = 1 / (1 + exp(-(((x[columns] - mean) / scale) . coef + intercept))) for an embedding vector x;
-    below `threshold` the file is not music. Plain arrays: nothing to unpickle, nothing but numpy to run it."""
+    """P(music) from the embedding vector's `columns`: a two-class LinearClassifier (scaling, one weight vector,
+    a logistic), the same plain-array classifier the genre model uses; below `threshold` a file is not music."""
 
     columns: np.ndarray  # (inputs,) the entries of the embedding vector it reads
-    mean: np.ndarray  # (inputs,)
-    scale: np.ndarray  # (inputs,)
-    coef: np.ndarray  # (inputs,)
-    intercept: float
+    classifier: LinearClassifier
     threshold: float
 
     def probability(self, vectors: np.ndarray) -> np.ndarray:
         """(rows, features) -> (rows,) P(music)."""
-        scaled = (vectors[:, self.columns] - self.mean) / self.scale
-        return np.exp(-np.logaddexp(0.0, -(scaled @ self.coef + self.intercept)))  # 1 / (1 + exp(-z)), no overflow
+        return self.classifier.predict_proba(vectors[:, self.columns])[:, 1]
 
     def is_music(self, vectors: np.ndarray) -> np.ndarray:
         return self.probability(vectors) >= self.threshold
-
-    def arrays(self) -> dict:
-        """What the model's JSON would hold."""
-        return {
-            "columns": self.columns.tolist(),
-            "mean": self.mean.tolist(),
-            "scale": self.scale.tolist(),
-            "coef": self.coef.tolist(),
-            "intercept": self.intercept,
-            "threshold": self.threshold,
-        }
 
 
 def tag_columns(clip: ClipFeatures, network_names: list[str]) -> np.ndarray:
@@ -92,14 +82,17 @@ def fit_detector(
         pipeline.fit(vectors[:, columns], is_music, classify__sample_weight=weights)
     scaler, regression = pipeline.named_steps["scale"], pipeline.named_steps["classify"]
     assert list(regression.classes_) == [False, True]
-    return MusicDetector(
-        columns=np.asarray(columns),
-        mean=scaler.mean_.astype(np.float64),
-        scale=scaler.scale_.astype(np.float64),
-        coef=regression.coef_[0].astype(np.float64),
-        intercept=float(regression.intercept_[0]),
-        threshold=0.5,
+    # With two classes the LinearClassifier reads its one logit d as (-d, d): softmax(beta * (-d, d)) gives
+    # P(music) = 1 / (1 + exp(-2 beta d)), the logistic regression's own probability for beta = 1/2.
+    classifier = LinearClassifier(
+        classes=CLASSES,
+        scaler_mean=scaler.mean_,
+        scaler_scale=scaler.scale_,
+        weights=regression.coef_.T,
+        intercept=regression.intercept_,
+        inverse_temperature=0.5,
     )
+    return MusicDetector(columns=np.asarray(columns), classifier=classifier, threshold=0.5)
 
 
 def logit(probability: np.ndarray | float) -> np.ndarray:
