@@ -43,3 +43,18 @@ def test_the_json_shape_names_the_most_likely_genre_and_what_was_done() -> None:
     }
     json.dumps(fields)
     assert "music_probability" not in decision_fields(decide(Prediction(RANKING, "m"), Thresholds(0.6)))
+
+
+def test_between_the_music_thresholds_a_sound_is_not_sure_music_and_never_gets_a_genre() -> None:
+    thresholds = Thresholds(confidence=0.1, music=0.5, music_sure=0.7)
+    doubtful = decide(Prediction(RANKING, "m", music_probability=0.6), thresholds)
+    assert doubtful.kind is DecisionKind.UNSURE
+    assert decide(Prediction(RANKING, "m", music_probability=0.7), thresholds).kind is DecisionKind.GENRE
+
+
+def test_a_sound_too_short_to_judge_is_unsure_rather_than_not_music() -> None:
+    thresholds = Thresholds(confidence=0.1, music=0.5, music_sure=0.7, shortest_not_music_seconds=5.0)
+    fragment = Prediction(RANKING, "m", music_probability=0.3, heard_seconds=2.5)
+    assert decide(fragment, thresholds).kind is DecisionKind.UNSURE
+    memo = Prediction(RANKING, "m", music_probability=0.3, heard_seconds=30.0)
+    assert decide(memo, thresholds).kind is DecisionKind.NOT_MUSIC

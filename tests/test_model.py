@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import write_mp3
-from genresort.analysis.model import CARD_JSON, MODEL_FILE, GenreModel, ModelError
+from genresort.analysis.model import CARD_JSON, DETECTOR_CLASSES, MODEL_FILE, GenreModel, ModelError
 from genresort.paths import DEFAULT_MODEL_DIR
 
 
@@ -116,3 +116,35 @@ print(json.dumps({{"genre": prediction.genre, "total": sum(p for _, p in predict
     outcome = json.loads(result.stdout.splitlines()[-1])
     assert outcome["imported"] == []
     assert outcome["genre"] in GenreModel.load().genres and outcome["total"] == pytest.approx(1.0, abs=1e-5)
+
+
+# --- the music detector ------------------------------------------------------------------------------------------
+
+
+def test_the_shipped_model_measures_music_and_carries_its_thresholds() -> None:
+    model = GenreModel.load()
+    assert model.detector is not None and model.detector.classes == DETECTOR_CLASSES
+    assert 0 < model.thresholds.music <= model.thresholds.music_sure < 1
+    assert model.thresholds.confidence == model.threshold
+
+
+def test_a_changed_music_detector_is_refused_by_its_sha256(model_copy: Path) -> None:
+    card = json.loads((model_copy / CARD_JSON).read_text())
+    detector = model_copy / card["music_detector"]["file"]
+    document = json.loads(detector.read_text())
+    document["intercept"][0] += 1.0  # a detector that calls more things music
+    detector.write_text(json.dumps(document))
+    with pytest.raises(ModelError, match="sha256"):
+        GenreModel.load(model_copy)
+
+
+def test_a_music_detector_of_other_classes_is_refused(model_copy: Path) -> None:
+    card = json.loads((model_copy / CARD_JSON).read_text())
+    detector = model_copy / card["music_detector"]["file"]
+    document = json.loads(detector.read_text())
+    document["classes"] = ["music", "not-music"]  # swapped: P(music) would be read from the wrong column
+    detector.write_text(json.dumps(document))
+    card["music_detector"]["sha256"] = hashlib.sha256(detector.read_bytes()).hexdigest()
+    (model_copy / CARD_JSON).write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="classes"):
+        GenreModel.load(model_copy)

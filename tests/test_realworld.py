@@ -4,20 +4,36 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
-from genresort.analysis.decision import UNSURE
+from conftest import require_shared_data, unavailable
+from genresort.analysis.decision import NOT_MUSIC, UNSURE
+from genresort.analysis.features.clip import ClipFeatures, FeatureSet, feature_vector
+from genresort.paths import DEFAULT_MODEL_DIR
+from genresort.training.fit import NETWORK_NAMES
+from genresort.training.openworld import RealWorldFile, features_of, read_realworld
 from genresort.training.realworld import (
     COMPATIBILITY,
-    NOT_MUSIC,
+    EVIDENCE,
+    MSD_GENRE_TAGS,
     artist_folds,
     by_published_genre,
     compatible_genres,
     cross_validate_rule,
+    evidence,
+    fit_placement_check,
+    fit_placement_rule,
     is_right,
+    out_of_fold_probabilities,
     placeable,
+    pseudo_labels,
+    read_tag_names,
     score,
+    tag_agreement,
+    taggram_mean_columns,
 )
 
+MODEL_TAGS = DEFAULT_MODEL_DIR / "musicnn" / "tags_msd.txt"
 GTZAN = ("Blues", "Classical", "Country", "Disco", "Hip-Hop", "Jazz", "Metal", "Pop", "Reggae", "Rock")
 
 
@@ -92,3 +108,141 @@ def test_a_rule_is_scored_on_artists_it_was_not_fitted_on() -> None:
     held_out = cross_validate_rule(published, groups, fit_memoriser, folds=4, repeats=3)
     assert held_out.coverage == 0.0
     assert len(held_out.repeats) == 3 and all(len(run) == 20 for run in held_out.decisions)
+
+
+# --- the evidence and the placement check ----------------------------------------------------------------------------
+
+
+def fake_clip(patches: int = 3) -> ClipFeatures:
+    """A clip with the networks' output shapes (values are irrelevant to the layout)."""
+    shapes = {"taggram": 50, "penultimate": 200, "max_pool": 753, "mean_pool": 753}
+    outputs = {name: np.zeros((patches, width), dtype=np.float32) for name, width in shapes.items()}
+    return ClipFeatures(handcrafted=np.zeros(0), network_outputs={name: dict(outputs) for name in NETWORK_NAMES})
+
+
+def test_the_tag_columns_are_where_the_embedding_vector_holds_the_msd_taggram_mean() -> None:
+    clip = fake_clip()
+    clip.network_outputs["msd_musicnn"]["taggram"] = np.tile(np.arange(50, dtype=np.float32), (3, 1))
+    vector = feature_vector(clip, FeatureSet.EMBEDDING, list(NETWORK_NAMES))
+    columns = taggram_mean_columns(clip, list(NETWORK_NAMES), "msd_musicnn")
+    assert list(vector[columns]) == list(range(50))
+
+
+def test_tag_agreement_is_the_share_of_genre_tag_mass_compatible_with_the_genre() -> None:
+    genres = ["Classical", "Disco", "Hip-Hop", "Rock"]
+    tag_names = [f"unused {index}" for index in range(50 - len(MSD_GENRE_TAGS))] + list(MSD_GENRE_TAGS)
+    clip = fake_clip()
+    agreement = tag_agreement(genres, clip, list(NETWORK_NAMES), tag_names)
+    vectors = np.zeros((2, len(feature_vector(clip, FeatureSet.EMBEDDING, list(NETWORK_NAMES)))))
+    first = taggram_mean_columns(clip, list(NETWORK_NAMES), "msd_musicnn")[0]
+    vectors[0, first + tag_names.index("Hip-Hop")] = 0.6
+    vectors[0, first + tag_names.index("rock")] = 0.2
+    vectors[0, first + tag_names.index("unused 0")] = 0.9  # not a genre tag: never counts
+    vectors[1, first + tag_names.index("soul")] = 0.5  # R&B: compatible with Disco
+    assert agreement.of(vectors, np.array([2, 2])) == pytest.approx([0.75, 0.0])
+    assert agreement.of(vectors, np.array([3, 1])) == pytest.approx([0.25, 1.0])
+    assert list(agreement.tagless(np.arange(4))) == [True, False, False, False]  # no MSD tag names Classical
+
+
+def test_evidence_reads_the_top_genre_and_its_lead() -> None:
+    clip = fake_clip()
+    agreement = tag_agreement(["Jazz", "Rock"], clip, list(NETWORK_NAMES), list(MSD_GENRE_TAGS) + [""] * 21)
+    vectors = np.ones((1, len(feature_vector(clip, FeatureSet.EMBEDDING, list(NETWORK_NAMES)))))
+    rows = evidence(np.array([[0.3, 0.7]]), vectors, agreement)
+    assert EVIDENCE == ("confidence", "margin", "tag_agreement", "tagless")
+    assert rows[0] == pytest.approx([0.7, 0.4, 13 / 29, 0.0])  # 13 of the 29 genre tags are Pop/Rock's
+
+
+def test_the_placement_check_is_the_logistic_regression_and_reaches_its_target_on_what_it_was_fitted_on() -> None:
+    generator = np.random.default_rng(0)
+    rows = generator.uniform(size=(400, 2))
+    right = generator.uniform(size=400) < rows[:, 0]  # the first column says how likely a placement is right
+    check = fit_placement_check(rows, right, target_precision=0.85)
+    placed = check.places(rows)
+    assert right[placed].mean() >= 0.85 and 0.1 < placed.mean() < 0.6
+    scaled = (rows - rows.mean(axis=0)) / rows.std(axis=0)
+    regression = LogisticRegression(max_iter=1000).fit(scaled, right)
+    assert check.probability(rows) == pytest.approx(regression.predict_proba(scaled)[:, 1], abs=1e-9)
+
+
+def test_a_real_song_teaches_the_compatible_genre_a_gtzan_model_finds_likeliest() -> None:
+    genres = ["Disco", "Hip-Hop", "Metal", "Rock"]
+    probabilities = np.array([[0.1, 0.6, 0.1, 0.2], [0.1, 0.6, 0.1, 0.2], [0.9, 0.1, 0.0, 0.0]])
+    assert pseudo_labels([("Pop/Rock",), ("Rap", "Pop/Rock"), ("Latin",)], probabilities, genres) == [
+        "Rock",
+        "Hip-Hop",
+        "",
+    ]
+
+
+def test_the_check_is_fitted_on_probabilities_from_models_that_never_learnt_the_artist() -> None:
+    groups = [f"artist-{index // 3}" for index in range(30)]
+    learnt_from: list[set[int]] = []
+
+    def probabilities_for(songs: np.ndarray) -> np.ndarray:
+        learnt_from.append(set(songs))
+        return np.full((30, 2), float(len(learnt_from)))
+
+    files = np.arange(5, 30)
+    result = out_of_fold_probabilities(probabilities_for, groups, files)
+    assert not result[:5].any()
+    for index in files:
+        model = int(result[index, 0]) - 1
+        assert not {groups[song] for song in learnt_from[model]} & {groups[index]}
+        assert learnt_from[model] <= set(files)
+
+
+def test_a_placement_rule_places_the_top_genre_where_the_evidence_is_good_and_holds_back_the_rest() -> None:
+    """The top genre is right exactly where the (only) evidence column is high; held-out artists are placed
+    on that alone."""
+    generator = np.random.default_rng(1)
+    count = 120
+    groups = [f"artist-{index // 2}" for index in range(count)]
+    good = generator.uniform(size=count) < 0.5
+    published = [("Jazz",) if is_good else ("Rap",) for is_good in good]
+    probabilities = np.tile([0.2, 0.8], (count, 1))  # Hip-Hop, Jazz: always Jazz on top
+    signal = np.where(good, 0.8, 0.2) + generator.normal(0, 0.05, size=count)
+    fit = fit_placement_rule(
+        lambda songs: probabilities, lambda _: signal[:, np.newaxis], groups, published, ["Hip-Hop", "Jazz"], 0.95
+    )
+    held_out = cross_validate_rule(published, groups, fit, folds=5, repeats=2)
+    assert held_out.precision == 1.0
+    assert held_out.coverage == pytest.approx(good.mean())
+
+
+# --- on real songs ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_songs(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[RealWorldFile], np.ndarray, list]:
+    """A rapper's, a jazz and a heavy rock song of the real-world set, read through its manifest, with their
+    embedding vectors (features extracted into a fresh cache)."""
+    manifest = require_shared_data() / "realworld" / "MANIFEST.tsv"
+    if not manifest.is_file():
+        unavailable(f"the shared real-world songs are not at {manifest.parent}")
+    songs = read_realworld(manifest)
+    chosen = [next(song for song in songs if song.published_genres == (genre,)) for genre in ("Rap", "Jazz")]
+    chosen.append(next(song for song in songs if song.title == "Last Night"))  # Little Walter: Blues
+    kept, clips = features_of(chosen, tmp_path_factory.mktemp("cache"))
+    vectors = np.stack([feature_vector(clip, FeatureSet.EMBEDDING, list(NETWORK_NAMES)) for clip in clips])
+    return kept, vectors, clips
+
+
+def test_the_msd_tagger_agrees_with_the_published_genre_of_real_songs(real_songs) -> None:
+    songs, vectors, clips = real_songs
+    genres = ["Blues", "Classical", "Hip-Hop", "Jazz", "Rock"]
+    agreement = tag_agreement(genres, clips[0], list(NETWORK_NAMES), read_tag_names(MODEL_TAGS))
+    rap, jazz, blues = (genres.index(genre) for genre in ("Hip-Hop", "Jazz", "Blues"))
+    own = agreement.of(vectors, np.array([rap, jazz, blues]))
+    other = agreement.of(vectors, np.array([jazz, rap, rap]))
+    assert all(own > 0.3) and all(own > other + 0.2), (own, other)
+    assert list(agreement.tagless(np.full(3, genres.index("Classical")))) == [True] * 3
+
+
+def test_the_real_songs_figures_come_from_the_manifest_and_the_table(real_songs) -> None:
+    songs, _, _ = real_songs
+    published = [song.published_genres for song in songs]
+    assert published[:2] == [("Rap",), ("Jazz",)] and "Blues" in published[2]
+    result = score(["Hip-Hop", "Blues", UNSURE], published)
+    assert (result.placed, result.right) == (2, 1)
+    assert by_published_genre(["Hip-Hop", "Blues", UNSURE], published)["Jazz"].wrong == {"Blues": 1}

@@ -288,7 +288,7 @@ def main() -> None:
         "## The detector fitted on everything",
         "",
         f"Threshold {detector.threshold:.4f} (from a grouped 3-fold cross-validation of all files); "
-        f"{len(detector.coef)} weights. Decision for one file: {decision * 1e6:.1f} µs (scale, dot product, "
+        f"{len(detector.columns)} weights. Decision for one file: {decision * 1e6:.1f} µs (scale, dot product, "
         f"logistic; timeit), against {analysis:.2f} s of CPU to decode a 30 s clip and run both networks "
         f"(process time): {100 * decision / analysis:.4f}% more.",
     ]

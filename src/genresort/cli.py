@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from genresort.analysis.model import ModelError
@@ -40,12 +41,14 @@ def _classify(arguments: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
     from genresort.analysis.audio import AudioError
-    from genresort.analysis.decision import DecisionKind, Thresholds, decide, decision_fields
+    from genresort.analysis.decision import DecisionKind, decide, decision_fields
     from genresort.analysis.model import GenreModel
 
     model = GenreModel.load(arguments.model)
     threadpool_limits(limits=1)  # a second BLAS thread spins after each small product: 25% more CPU, no gain
-    thresholds = Thresholds(confidence=model.threshold if arguments.threshold is None else arguments.threshold)
+    thresholds = model.thresholds
+    if arguments.threshold is not None:
+        thresholds = replace(thresholds, confidence=arguments.threshold)
     failures = 0
     for path in arguments.files:
         try:

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     confidence_threshold: float | None = Field(
         None, ge=0.0, le=1.0, description="below this a file goes to `unsure`; unset: the model card's value"
     )
+    music_threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="below this music probability a file is not music, and at or above it music for sure; "
+        "unset: the model card's two values (between them: unsure)",
+    )
     existing_genre: Literal["keep", "overwrite", "add", "untouched"] = Field(
         "overwrite", description="a genre tag the file already has: keep, overwrite or add"
     )

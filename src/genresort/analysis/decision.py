@@ -22,6 +22,7 @@ class Prediction:
     ranking: tuple[tuple[str, float], ...]
     model_id: str
     music_probability: float | None = None
+    heard_seconds: float | None = None  # how much sound the prediction rests on
 
     @property
     def genre(self) -> str:
@@ -46,6 +47,10 @@ class DecisionKind(StrEnum):
 class Thresholds:
     confidence: float  # below it, a genre is not sure enough: unsure
     music: float = 0.5  # below it, the music probability says the sound is not music
+    music_sure: float = 0.5  # below it (and above `music`), not sure it is music: unsure, never a genre
+    # A sound heard for less than this is too short to call not music (a 2 s rap fragment scores like speech):
+    # below `music_sure` it is unsure instead.
+    shortest_not_music_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,11 @@ class Decision:
 def decide(prediction: Prediction, thresholds: Thresholds) -> Decision:
     """First whether the sound is music at all, then a genre only when the model is confident enough to act
     alone: a wrong genre in a person's tags is worse than none."""
-    if prediction.music_probability is not None and prediction.music_probability < thresholds.music:
+    music = prediction.music_probability
+    long_enough = (prediction.heard_seconds or 0.0) >= thresholds.shortest_not_music_seconds
+    if music is not None and music < thresholds.music and long_enough:
         kind = DecisionKind.NOT_MUSIC
-    elif prediction.confidence >= thresholds.confidence:
+    elif (music is None or music >= thresholds.music_sure) and prediction.confidence >= thresholds.confidence:
         kind = DecisionKind.GENRE
     else:
         kind = DecisionKind.UNSURE

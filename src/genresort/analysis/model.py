@@ -15,13 +15,13 @@ import math
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from genresort.analysis.audio import WindowPlan, decode_analysis_windows
-from genresort.analysis.decision import Prediction
+from genresort.analysis.decision import Prediction, Thresholds
 from genresort.analysis.features.clip import ClipFeatures, FeatureSet, extract_clip_features, feature_vector
 from genresort.analysis.features.embedding import MusicnnNetwork
 from genresort.analysis.features.spectrogram import SAMPLE_RATE
@@ -29,6 +29,8 @@ from genresort.digest import sha256_file
 from genresort.paths import DEFAULT_MODEL_DIR
 
 MODEL_FILE = "genre_model.json"
+#: The music detector's classes, in the order of its probabilities (training.music_detector.CLASSES).
+DETECTOR_CLASSES = ("not-music", "music")
 MODEL_FORMAT = "genresort-linear-classifier/1"
 CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "MODEL_CARD.md"
@@ -193,19 +195,46 @@ def load_classifier(path: Path, expected_sha256: str) -> LinearClassifier:
         raise ModelError(f"refusing to load {path}: {error}; retrain the model (genresort train)") from error
 
 
+def load_detector(model_dir: Path, card: dict) -> LinearClassifier | None:
+    """The music detector the card names, verified like the classifier; None when the card names none."""
+    entry = card.get("music_detector")
+    if entry is None:
+        return None
+    path = model_dir / entry["file"]
+    detector = load_classifier(path, entry["sha256"])
+    if detector.classes != DETECTOR_CLASSES:
+        raise ModelError(f"refusing to load {path}: its classes are {detector.classes}, not {DETECTOR_CLASSES}")
+    return detector
+
+
 class GenreModel:
     """The trained classifier with the networks and analysis plan it was trained with."""
 
-    def __init__(self, model_dir: Path, card: dict, classifier: LinearClassifier, networks: list[MusicnnNetwork]):
+    def __init__(
+        self,
+        model_dir: Path,
+        card: dict,
+        classifier: LinearClassifier,
+        networks: list[MusicnnNetwork],
+        detector: LinearClassifier | None = None,
+    ):
         self.model_dir = model_dir
         self.card = card
         self.classifier = classifier
         self.networks = networks
+        self.detector = detector  # P(music) from the same vector; None for a model trained without one
         self.genres: list[str] = list(card["genres"])
         self.feature_set = FeatureSet(card["feature_set"])
         self.network_names: list[str] = [network["name"] for network in card["networks"]]
         self.window_plan = WindowPlan(**card["window_plan"])
         self.threshold: float = float(card["threshold"]["value"])
+        music = card.get("music_detector", {})
+        self.thresholds = Thresholds(
+            confidence=self.threshold,
+            music=float(music.get("threshold", 0.0)),
+            music_sure=float(music.get("sure", music.get("threshold", 0.0))),
+            shortest_not_music_seconds=float(music.get("shortest_seconds", 0.0)),
+        )
         self.model_id: str = f"{card['model_id']} sha256:{card['model_file']['sha256'][:12]}"
 
     @classmethod
@@ -232,15 +261,17 @@ class GenreModel:
         networks = [
             MusicnnNetwork(verified(model_dir / network["file"], network["sha256"])) for network in card["networks"]
         ]
-        return cls(model_dir, card, classifier, networks)
+        return cls(model_dir, card, classifier, networks, load_detector(model_dir, card))
 
     def predict_clip(self, clip: ClipFeatures) -> Prediction:
         vector = feature_vector(clip, self.feature_set, self.network_names)
         probabilities = self.classifier.predict_proba(vector[np.newaxis, :])[0]
-        return rank(probabilities, self.classifier.classes, self.model_id)
+        music = None if self.detector is None else float(self.detector.predict_proba(vector[np.newaxis, :])[0, 1])
+        return replace(rank(probabilities, self.classifier.classes, self.model_id), music_probability=music)
 
     def analyse(self, path: Path) -> Prediction:
         """Listen to a file's analysis windows and predict its genre; raises AudioError for bad input."""
         windows = decode_analysis_windows(path, SAMPLE_RATE, self.window_plan)
         with_handcrafted = self.feature_set != FeatureSet.EMBEDDING
-        return self.predict_clip(extract_clip_features(windows, self.networks, with_handcrafted))
+        prediction = self.predict_clip(extract_clip_features(windows, self.networks, with_handcrafted))
+        return replace(prediction, heard_seconds=sum(len(window) for window in windows) / SAMPLE_RATE)

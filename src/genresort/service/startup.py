@@ -6,12 +6,11 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from structlog.typing import FilteringBoundLogger
 
-from genresort.analysis.decision import Thresholds
 from genresort.analysis.model import ModelError
 from genresort.config import ConfigError, Settings
 from genresort.library.journal import Journal, JournalDamaged, JournalError, move_aside
@@ -117,14 +116,18 @@ def open_journal_unlocked(settings: Settings, log: FilteringBoundLogger) -> Jour
 
 
 def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
-    threshold = settings.confidence_threshold
+    thresholds = model.thresholds
+    if settings.confidence_threshold is not None:
+        thresholds = replace(thresholds, confidence=settings.confidence_threshold)
+    if settings.music_threshold is not None:
+        thresholds = replace(thresholds, music=settings.music_threshold, music_sure=settings.music_threshold)
     return SortPolicy(
         library=settings.library,
         unsure=settings.unsure,
         not_music=settings.not_music,
         quarantine=settings.quarantine,
         existing_genre=ExistingGenrePolicy(settings.existing_genre),
-        thresholds=Thresholds(confidence=model.threshold if threshold is None else threshold),
+        thresholds=thresholds,
         max_file_bytes=int(settings.max_file_mb * 2**20),
         model_id=model.model_id,
         instance=hashlib.sha256(os.fsencode(settings.state_dir.resolve())).hexdigest()[:12],

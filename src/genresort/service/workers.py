@@ -18,7 +18,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from genresort.analysis import audio
-from genresort.analysis.decision import Prediction
+from genresort.analysis.decision import Prediction, Thresholds
 from genresort.analysis.model import GenreModel, ModelError
 
 _CONTEXT = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded process
@@ -43,7 +43,7 @@ class ModelSummary:
     """What the parent needs to know of the model loaded in the workers."""
 
     model_id: str
-    threshold: float
+    thresholds: Thresholds
 
 
 def _serve(model_dir: Path, connection: Connection) -> None:
@@ -60,7 +60,7 @@ def _serve(model_dir: Path, connection: Connection) -> None:
         connection.send(("model_error", str(error)))
         return
     threadpool_limits(limits=1)  # a second BLAS thread spins after each small product: 25% more CPU, no gain
-    connection.send(("ready", ModelSummary(model.model_id, model.threshold)))
+    connection.send(("ready", ModelSummary(model.model_id, model.thresholds)))
     while True:
         try:
             path = connection.recv()

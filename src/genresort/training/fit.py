@@ -77,6 +77,7 @@ def train(
     files: list[LabelledFile], output_dir: Path, cache_dir: Path, data_description: str, repeats: int = 3
 ) -> dict:
     """Cross-validate (`repeats` times 5 folds), fit on everything, and write the model with its card."""
+    detector = shipped_detector()  # read before output_dir, which may be the shipped model's folder, is rewritten
     kept, clips = prepare(files, cache_dir)
     comparison = compare_feature_sets(kept, clips, repeats)
     figures = comparison[SHIPPED_FEATURE_SET.value]
@@ -97,9 +98,26 @@ def train(
     plot_confusion(figures, "artist-grouped cross-validation", output_dir / "confusion.png")
     card = model_card(kept, figures, model_path, output_dir, data_description, repeats)
     card["comparison"] = {name: {key: results[key] for key in HEADLINE_FIGURES} for name, results in comparison.items()}
+    if detector is not None:
+        entry, content = detector
+        (output_dir / entry["file"]).write_bytes(content)
+        card["music_detector"] = entry
     (output_dir / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
     (output_dir / CARD_MARKDOWN).write_text(model_card_markdown(card, figures, format_comparison(comparison)))
     return card
+
+
+def shipped_detector() -> tuple[dict, bytes] | None:
+    """The shipped model's music detector (its card entry and file), which every trained model carries: it reads
+    only the networks' embedding, whatever the genres, so a model of a person's own taxonomy still knows what is
+    not music. It is fitted by tools/music_detector_study.py, on data that `train` does not see."""
+    card_path = DEFAULT_MODEL_DIR / CARD_JSON
+    if not card_path.is_file():
+        return None
+    entry = json.loads(card_path.read_text()).get("music_detector")
+    if entry is None:
+        return None
+    return entry, (DEFAULT_MODEL_DIR / entry["file"]).read_bytes()
 
 
 def model_card(
@@ -182,6 +200,7 @@ def model_card_markdown(card: dict, figures: dict, comparison_table: str) -> str
         f"{threshold['precision']:.1%} are right "
         f"(target {threshold['target_precision']:.0%}).",
         "",
+        *music_detector_markdown(card.get("music_detector")),
         format_scores(figures),
         "",
         "## Feature sets compared (same protocol)",
@@ -196,3 +215,18 @@ def model_card_markdown(card: dict, figures: dict, comparison_table: str) -> str
         "",
     ]
     return "\n".join(lines)
+
+
+def music_detector_markdown(entry: dict | None) -> list[str]:
+    if entry is None:
+        return []
+    return [
+        "## Music or not",
+        "",
+        f"Before a genre is chosen, `{entry['file']}` (sha256 `{entry['sha256']}`) gives the probability that the "
+        f"sound is music, from the same embedding. Below {entry['threshold']:.3f} a file is not music (`not-music/`); "
+        f"below {entry['sure']:.3f} it is not sure to be music and goes to `unsure`, never to a genre.",
+        "",
+        *entry.get("figures", []),
+        "",
+    ]

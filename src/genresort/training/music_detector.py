@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from genresort.analysis.features.clip import ClipFeatures
 from genresort.analysis.features.embedding import summarise_outputs
-from genresort.analysis.model import LinearClassifier
+from genresort.analysis.model import DETECTOR_CLASSES, LinearClassifier
 from genresort.training.dataset import TrainingSet
 from genresort.training.openworld import NonMusicFile
 
@@ -32,10 +32,6 @@ from genresort.training.openworld import NonMusicFile
 
 #: The study's choice (tools/music_detector_study.py): the whole embedding vector, this regularisation.
 REGULARISATION = 0.001
-
-
-#: The detector's two classes, in the order of its probabilities: P(music) is the second column.
-CLASSES = ("not-music", "music")
 
 
 @dataclass(frozen=True)
@@ -85,7 +81,7 @@ def fit_detector(
     # With two classes the LinearClassifier reads its one logit d as (-d, d): softmax(beta * (-d, d)) gives
     # P(music) = 1 / (1 + exp(-2 beta d)), the logistic regression's own probability for beta = 1/2.
     classifier = LinearClassifier(
-        classes=CLASSES,
+        classes=DETECTOR_CLASSES,
         scaler_mean=scaler.mean_,
         scaler_scale=scaler.scale_,
         weights=regression.coef_.T,
