@@ -193,8 +193,8 @@ def test_the_check_is_fitted_on_probabilities_from_models_that_never_learnt_the_
 
 
 def test_a_placement_rule_places_the_top_genre_where_the_evidence_is_good_and_holds_back_the_rest() -> None:
-    """The top genre is right exactly where the (only) evidence column is high; held-out artists are placed
-    on that alone."""
+    """The top genre is right exactly where the (only) evidence column is high; held-out artists are placed on that
+    alone (the threshold sits just above the wrong training files, so a held-out one may slip past it)."""
     generator = np.random.default_rng(1)
     count = 120
     groups = [f"artist-{index // 2}" for index in range(count)]
@@ -203,11 +203,11 @@ def test_a_placement_rule_places_the_top_genre_where_the_evidence_is_good_and_ho
     probabilities = np.tile([0.2, 0.8], (count, 1))  # Hip-Hop, Jazz: always Jazz on top
     signal = np.where(good, 0.8, 0.2) + generator.normal(0, 0.05, size=count)
     fit = fit_placement_rule(
-        lambda songs: probabilities, lambda _: signal[:, np.newaxis], groups, published, ["Hip-Hop", "Jazz"], 0.95
+        lambda songs: probabilities, lambda _: signal[:, np.newaxis], groups, published, ["Hip-Hop", "Jazz"], 1.0
     )
     held_out = cross_validate_rule(published, groups, fit, folds=5, repeats=2)
-    assert held_out.precision == 1.0
-    assert held_out.coverage == pytest.approx(good.mean())
+    assert held_out.precision > 0.97
+    assert held_out.coverage == pytest.approx(good.mean(), abs=0.02)
 
 
 # --- on real songs ---------------------------------------------------------------------------------------------------
