@@ -141,25 +141,28 @@ def test_tag_agreement_is_the_share_of_genre_tag_mass_compatible_with_the_genre(
     vectors[1, first + tag_names.index("soul")] = 0.5  # R&B: compatible with Disco
     assert agreement.of(vectors, np.array([2, 2])) == pytest.approx([0.75, 0.0])
     assert agreement.of(vectors, np.array([3, 1])) == pytest.approx([0.25, 1.0])
-    assert list(agreement.tagless(np.arange(4))) == [True, False, False, False]  # no MSD tag names Classical
+    assert agreement.of(vectors, np.array([0, 0])) == pytest.approx([0.0, 0.0])  # no MSD tag names Classical
 
 
-def test_evidence_reads_the_top_genre_and_its_lead() -> None:
+def test_evidence_reads_the_top_genre_its_lead_the_taggers_agreement_and_which_genre_it_is() -> None:
     clip = fake_clip()
-    agreement = tag_agreement(["Jazz", "Rock"], clip, list(NETWORK_NAMES), list(MSD_GENRE_TAGS) + [""] * 21)
+    agreement = tag_agreement(["Jazz", "Rock", "Blues"], clip, list(NETWORK_NAMES), list(MSD_GENRE_TAGS) + [""] * 21)
     vectors = np.ones((1, len(feature_vector(clip, FeatureSet.EMBEDDING, list(NETWORK_NAMES)))))
-    rows = evidence(np.array([[0.3, 0.7]]), vectors, agreement)
-    assert EVIDENCE == ("confidence", "margin", "tag_agreement", "tagless")
-    assert rows[0] == pytest.approx([0.7, 0.4, 13 / 29, 0.0])  # 13 of the 29 genre tags are Pop/Rock's
+    rows = evidence(np.array([[0.2, 0.7, 0.1]]), vectors, agreement)
+    assert EVIDENCE == ("confidence", "margin", "tag_agreement")
+    assert rows[0] == pytest.approx([0.7, 0.5, 13 / 29, 0.0, 1.0, 0.0])  # 13 of the 29 genre tags are Pop/Rock's
 
 
-def test_the_placement_check_is_the_logistic_regression_and_reaches_its_target_on_what_it_was_fitted_on() -> None:
+def test_the_placement_check_is_the_logistic_regression_with_a_threshold_near_its_target() -> None:
+    """The threshold is chosen on the check's own artist-grouped cross-validation, so on the files it was fitted on
+    it lands near the target, not exactly on it."""
     generator = np.random.default_rng(0)
     rows = generator.uniform(size=(400, 2))
     right = generator.uniform(size=400) < rows[:, 0]  # the first column says how likely a placement is right
-    check = fit_placement_check(rows, right, target_precision=0.85)
+    groups = [f"artist-{index // 4}" for index in range(400)]
+    check = fit_placement_check(rows, right, groups, target_precision=0.85)
     placed = check.places(rows)
-    assert right[placed].mean() >= 0.85 and 0.1 < placed.mean() < 0.6
+    assert right[placed].mean() >= 0.83 and 0.1 < placed.mean() < 0.6
     scaled = (rows - rows.mean(axis=0)) / rows.std(axis=0)
     regression = LogisticRegression(max_iter=1000).fit(scaled, right)
     assert check.probability(rows) == pytest.approx(regression.predict_proba(scaled)[:, 1], abs=1e-9)
@@ -236,7 +239,7 @@ def test_the_msd_tagger_agrees_with_the_published_genre_of_real_songs(real_songs
     own = agreement.of(vectors, np.array([rap, jazz, blues]))
     other = agreement.of(vectors, np.array([jazz, rap, rap]))
     assert all(own > 0.3) and all(own > other + 0.2), (own, other)
-    assert list(agreement.tagless(np.full(3, genres.index("Classical")))) == [True] * 3
+    assert list(agreement.of(vectors, np.full(3, genres.index("Classical")))) == [0.0] * 3
 
 
 def test_the_real_songs_figures_come_from_the_manifest_and_the_table(real_songs) -> None:
