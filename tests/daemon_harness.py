@@ -37,6 +37,8 @@ from genresort.library.tags import TagError, audio_payload_sha256
 from genresort.service.startup import FOLDER_KEYS
 
 DAEMON_COMMAND = [sys.executable, "-m", "genresort.cli", "watch"]
+#: Synthetic tones stand in for songs in most daemon tests: every sound counts as music there (see Folders.env).
+STAND_IN_MUSIC_THRESHOLD = 0.0
 OUTCOME_EVENTS = frozenset({"file.sorted", "file.unsure", "file.not_music", "file.duplicate", "file.quarantined"})
 STAGING = ".genresort-staging"
 REASON_SUFFIX = ".reason.json"
@@ -132,14 +134,19 @@ class Folders:
 
     def env(self, **settings: object) -> dict[str, str]:
         """The test runner's environment without GENRESORT_* and systemd variables, plus these folders and
-        `settings` as GENRESORT_<KEY>."""
+        `settings` as GENRESORT_<KEY> (a setting given as None is left to the model card).
+
+        The tests drop synthetic tones as stand-ins for songs, which the music detector rightly calls not music:
+        `music_threshold` is 0 (everything is music) unless a test asks for the model's own, with
+        music_threshold=None (tests/test_not_music.py)."""
         env = {
             key: value
             for key, value in os.environ.items()
             if not key.startswith("GENRESORT_") and key not in FOREIGN_VARIABLES
         }
         env.update({f"GENRESORT_{key.upper()}": str(self.folder(key)) for key in FOLDER_KEYS})
-        env.update({f"GENRESORT_{key.upper()}": str(value) for key, value in settings.items()})
+        settings = {"music_threshold": STAND_IN_MUSIC_THRESHOLD} | settings
+        env.update({f"GENRESORT_{key.upper()}": str(value) for key, value in settings.items() if value is not None})
         return env
 
 

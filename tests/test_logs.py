@@ -17,6 +17,7 @@ import structlog
 
 from genresort.config import ConfigError
 from genresort.logs import LogFile, configure_logging, get_logger
+from genresort.service.startup import FOLDER_KEYS
 
 
 def lines(path: Path) -> list[str]:
@@ -120,7 +121,7 @@ def test_a_log_file_that_cannot_be_opened_is_refused_naming_the_key(tmp_path: Pa
 
 def test_the_daemon_refuses_a_folder_as_log_file_with_exit_code_2_and_no_traceback(tmp_path: Path) -> None:
     config = tmp_path / "genresort.toml"
-    folders = "\n".join(f'{key} = "{key}"' for key in ("inbox", "library", "quarantine", "unsure", "state_dir"))
+    folders = "\n".join(f'{key} = "{key}"' for key in FOLDER_KEYS)  # every folder here, none of them real
     config.write_text(f'{folders}\nlog_file = "."\n')
     environment = {key: value for key, value in os.environ.items() if not key.startswith("GENRESORT_")}
     for command in ("sort", "watch"):
