@@ -72,3 +72,20 @@ def export_classifier(pipeline: Pipeline) -> LinearClassifier:
         intercept=np.asarray(member.estimator.intercept_, dtype=np.float64),
         inverse_temperature=float(calibrator.beta_),
     )
+
+
+def export_logistic(
+    scaler: StandardScaler, regression: LogisticRegression, classes: tuple[str, str]
+) -> LinearClassifier:
+    """A fitted two-class scaler and logistic regression as a LinearClassifier: it reads its one logit d as
+    (-d, d), and softmax(beta * (-d, d)) is the regression's own probability 1 / (1 + exp(-d)) for beta = 1/2.
+    `classes` names the regression's classes_ in their order (False, True)."""
+    assert len(regression.classes_) == 2
+    return LinearClassifier(
+        classes=classes,
+        scaler_mean=np.asarray(scaler.mean_, dtype=np.float64),
+        scaler_scale=np.asarray(scaler.scale_, dtype=np.float64),
+        weights=np.asarray(regression.coef_.T, dtype=np.float64),
+        intercept=np.asarray(regression.intercept_, dtype=np.float64),
+        inverse_temperature=0.5,
+    )

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 from genresort.analysis.features.clip import ClipFeatures
 from genresort.analysis.features.embedding import summarise_outputs
 from genresort.analysis.model import DETECTOR_CLASSES, LinearClassifier
+from genresort.training.classifier import export_logistic
 from genresort.training.dataset import TrainingSet
 from genresort.training.openworld import NonMusicFile
 
@@ -78,16 +79,7 @@ def fit_detector(
         pipeline.fit(vectors[:, columns], is_music, classify__sample_weight=weights)
     scaler, regression = pipeline.named_steps["scale"], pipeline.named_steps["classify"]
     assert list(regression.classes_) == [False, True]
-    # With two classes the LinearClassifier reads its one logit d as (-d, d): softmax(beta * (-d, d)) gives
-    # P(music) = 1 / (1 + exp(-2 beta d)), the logistic regression's own probability for beta = 1/2.
-    classifier = LinearClassifier(
-        classes=DETECTOR_CLASSES,
-        scaler_mean=scaler.mean_,
-        scaler_scale=scaler.scale_,
-        weights=regression.coef_.T,
-        intercept=regression.intercept_,
-        inverse_temperature=0.5,
-    )
+    classifier = export_logistic(scaler, regression, DETECTOR_CLASSES)
     return MusicDetector(columns=np.asarray(columns), classifier=classifier, threshold=0.5)
 
 
