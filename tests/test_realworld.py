@@ -10,12 +10,14 @@ from conftest import require_shared_data, unavailable
 from genresort.analysis.decision import NOT_MUSIC, UNSURE
 from genresort.analysis.features.clip import ClipFeatures, FeatureSet, feature_vector
 from genresort.paths import DEFAULT_MODEL_DIR
+from genresort.training.dataset import TrainingSet
 from genresort.training.fit import NETWORK_NAMES
 from genresort.training.openworld import RealWorldFile, features_of, read_realworld
 from genresort.training.realworld import (
     COMPATIBILITY,
     EVIDENCE,
     MSD_GENRE_TAGS,
+    Rows,
     artist_folds,
     by_published_genre,
     compatible_genres,
@@ -31,6 +33,7 @@ from genresort.training.realworld import (
     score,
     tag_agreement,
     taggram_mean_columns,
+    with_songs,
 )
 
 MODEL_TAGS = DEFAULT_MODEL_DIR / "musicnn" / "tags_msd.txt"
@@ -249,3 +252,18 @@ def test_the_real_songs_figures_come_from_the_manifest_and_the_table(real_songs)
     result = score(["Hip-Hop", "Blues", UNSURE], published)
     assert (result.placed, result.right) == (2, 1)
     assert by_published_genre(["Hip-Hop", "Blues", UNSURE], published)["Jazz"].wrong == {"Blues": 1}
+
+
+def test_a_genre_model_learns_the_chosen_songs_whole_and_in_windows_under_their_pseudo_labels() -> None:
+    gtzan = Rows(np.zeros((2, 3)), np.array(["Blues", "Jazz"]), np.array(["artist-1", "artist-2"]), np.ones(2))
+    songs = TrainingSet(
+        vectors=np.arange(12.0).reshape(4, 3),
+        clip_of_row=np.array([0, 0, 1, 2]),  # song 0: whole and one window
+        weights=np.array([1.0, 0.5, 1.0, 1.0]),
+        own_row=np.array([0, 2, 3]),
+    )
+    rows = with_songs(gtzan, songs, ["Rock", "", "Jazz"], ["artist-a", "artist-b", "artist-c"], np.array([0, 1]))
+    assert list(rows.genres) == ["Blues", "Jazz", "Rock", "Rock"]  # song 1 teaches nothing, song 2 is not chosen
+    assert list(rows.groups) == ["artist-1", "artist-2", "artist-a", "artist-a"]
+    assert list(rows.weights) == [1.0, 1.0, 1.0, 0.5]
+    assert rows.vectors[2:].tolist() == songs.vectors[:2].tolist()

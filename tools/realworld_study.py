@@ -15,6 +15,7 @@ import argparse
 import functools
 import json
 import timeit
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from genresort.training.realworld import (
     TAGGER,
     UNSURE,
     HeldOut,
+    Rows,
     Scores,
     artist_folds,
     by_published_genre,
@@ -54,9 +56,23 @@ from genresort.training.realworld import (
     score,
     tag_agreement,
     taggram_mean_columns,
+    with_songs,
 )
 
 NETWORKS = list(NETWORK_NAMES)
+#: A GTZAN genre read as the AllMusic genres it would be published under, to judge GTZAN by the README's table too.
+AS_PUBLISHED = {
+    "Blues": ("Blues",),
+    "Classical": ("Classical",),
+    "Country": ("Country",),
+    "Disco": ("Pop/Rock", "R&B"),
+    "Hip-Hop": ("Rap",),
+    "Jazz": ("Jazz",),
+    "Metal": ("Pop/Rock",),
+    "Pop": ("Pop/Rock",),
+    "Reggae": ("Reggae",),
+    "Rock": ("Pop/Rock",),
+}
 #: The rule the study recommends (its breakdown per published genre is printed, and what it does to GTZAN).
 CHOSEN = "(f) learns real songs: confidence, margin, agreement, per top genre"
 WIDER_GENRES = ("Electronic", "Folk", "R&B", "Latin")
@@ -72,8 +88,7 @@ class Study:
     vectors: np.ndarray  # (songs, features) embedding vectors of the real songs
     song_rows: TrainingSet  # the real songs' classifier rows (whole clip and windows), as GTZAN's
     gtzan_rows: TrainingSet
-    gtzan_genres: np.ndarray  # per GTZAN row
-    gtzan_groups: np.ndarray  # per GTZAN row
+    gtzan: Rows  # GTZAN's rows with their genres and groups, as fit_classifier takes them
     gtzan_files: list
 
 
@@ -88,8 +103,12 @@ def load(data: Path, cache: Path) -> Study:
         vectors=np.stack([feature_vector(clip, FeatureSet.EMBEDDING, NETWORKS) for clip in clips]),
         song_rows=training_set(clips, FeatureSet.EMBEDDING, NETWORKS),
         gtzan_rows=rows,
-        gtzan_genres=np.array([file.genre for file in gtzan_files])[rows.clip_of_row],
-        gtzan_groups=np.array([file.group for file in gtzan_files])[rows.clip_of_row],
+        gtzan=Rows(
+            rows.vectors,
+            np.array([file.genre for file in gtzan_files])[rows.clip_of_row],
+            np.array([file.group for file in gtzan_files])[rows.clip_of_row],
+            rows.weights,
+        ),
         gtzan_files=gtzan_files,
     )
 
@@ -125,16 +144,8 @@ def shipped_decisions(model_dir: Path, study: Study) -> tuple[list[str], str]:
 def fit_genre_model(study: Study, song_labels: Sequence[str], songs: np.ndarray):
     """A genre model as fit.py fits one, on GTZAN and on these real songs (their rows: whole clip and windows)
     labelled with `song_labels` (songs labelled "" teach nothing)."""
-    labels = np.asarray(song_labels)
-    chosen = songs[labels[songs] != ""]
-    rows = np.flatnonzero(np.isin(study.song_rows.clip_of_row, chosen))
-    song_of_row = study.song_rows.clip_of_row[rows]
-    return fit_classifier(
-        np.concatenate([study.gtzan_rows.vectors, study.song_rows.vectors[rows]]),
-        np.concatenate([study.gtzan_genres, labels[song_of_row]]),
-        np.concatenate([study.gtzan_groups, np.asarray(study.groups)[song_of_row]]),
-        np.concatenate([study.gtzan_rows.weights, study.song_rows.weights[rows]]),
-    )
+    rows = with_songs(study.gtzan, study.song_rows, song_labels, study.groups, songs)
+    return fit_classifier(rows.vectors, rows.genres, rows.groups, rows.weights)
 
 
 def gtzan_only_probabilities(study: Study) -> tuple[list[str], np.ndarray]:
@@ -205,6 +216,7 @@ def compare_rules(study: Study, target: float, repeats: int) -> tuple[dict[str, 
         Rule("(f) learns real songs: confidence", "gtzan+songs", ("confidence",)),
         Rule("(f) learns real songs: confidence, margin, agreement", "gtzan+songs", EVIDENCE),
         Rule(CHOSEN, "gtzan+songs", checked),
+        Rule("(f) ... per top genre + distance", "gtzan+songs", (*checked, "distance")),
     ]
     results = {}
     for rule in rules:
@@ -262,25 +274,19 @@ def gtzan_side(study: Study, context: dict, target: float) -> dict:
     """GTZAN artist-grouped cross-validation of the genre model with and without the real songs, and what the
     placement check (fitted on all real songs) places of GTZAN's held-out clips."""
     songs = np.arange(len(study.groups))
-    labels = np.asarray(context["labels"])
-    learnt = np.flatnonzero(np.isin(study.song_rows.clip_of_row, songs[labels != ""]))
-    song_of_row = study.song_rows.clip_of_row[learnt]
 
-    def with_songs(vectors, genres, groups, weights, seed):
-        return fit_classifier(
-            np.concatenate([vectors, study.song_rows.vectors[learnt]]),
-            np.concatenate([genres, labels[song_of_row]]),
-            np.concatenate([groups, np.asarray(study.groups)[song_of_row]]),
-            np.concatenate([weights, study.song_rows.weights[learnt]]),
-            seed,
+    def fit_with_songs(vectors, genres, groups, weights, seed):
+        rows = with_songs(
+            Rows(vectors, genres, groups, weights), study.song_rows, context["labels"], study.groups, songs
         )
+        return fit_classifier(rows.vectors, rows.genres, rows.groups, rows.weights, seed)
 
     scored = [index for index, file in enumerate(study.gtzan_files) if file.scored]
     vectors = study.gtzan_rows.vectors[study.gtzan_rows.own_row][scored]
     figures = {}
     for name, fit, model in (
         ("gtzan", fit_classifier, "gtzan"),
-        ("gtzan+songs", with_songs, "gtzan+songs"),
+        ("gtzan+songs", fit_with_songs, "gtzan+songs"),
     ):
         result = cross_validate(study.gtzan_files, study.gtzan_rows, repeats=1, fit=fit)
         check = fit_check_on(
@@ -294,12 +300,17 @@ def gtzan_side(study: Study, context: dict, target: float) -> dict:
         )
         rows = evidence(result.probabilities, vectors, context["agreement"])
         placed = check.places(rows)
-        correct = np.array(result.genres)[result.probabilities.argmax(axis=1)] == result.true_genres
+        top = np.array(result.genres)[result.probabilities.argmax(axis=1)]
+        correct = top == result.true_genres
+        compatible = np.array(
+            [is_right(genre, AS_PUBLISHED[true]) for genre, true in zip(top, result.true_genres, strict=True)]
+        )
         figures[name] = {
             "accuracy": scores(result)["accuracy"],
             "balanced_accuracy": scores(result)["balanced_accuracy"],
             "check_coverage": float(placed.mean()),
             "check_precision": float(correct[placed].mean()),
+            "check_precision_as_published": float(compatible[placed].mean()),
             "check_coverage_per_genre": {
                 str(genre): float(placed[result.true_genres == genre].mean()) for genre in result.genres
             },
@@ -442,6 +453,10 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.9)
     parser.add_argument("--json", type=Path)
     arguments = parser.parse_args()
+    # evaluation.choose_threshold averages an empty selection where a rounded threshold lies above every score;
+    # it moves on to the next threshold, and numpy's warning about it says nothing about the study.
+    warnings.filterwarnings("ignore", "Mean of empty slice")
+    warnings.filterwarnings("ignore", "invalid value encountered in scalar divide")
     study = load(arguments.data, arguments.cache)
     print(f"{len(study.groups)} real songs, {len(set(study.groups))} artists; {len(study.gtzan_files)} GTZAN files")
 
@@ -463,12 +478,15 @@ def main() -> None:
 
     print("\n## GTZAN with the chosen rule (artist-grouped CV; check fitted on all real songs)", flush=True)
     gtzan = gtzan_side(study, context, arguments.target)
-    print("\n| genre model | accuracy | balanced accuracy | placed by the check | right among placed |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| genre model | accuracy | balanced accuracy | placed by the check | right among placed "
+        "| compatible among placed (README table) |\n|---|---|---|---|---|---|"
+    )
     for name, figures in gtzan.items():
         print(
             f"| {name} | {figures['accuracy']:.3f} | {figures['balanced_accuracy']:.3f} | "
-            f"{figures['check_coverage']:.3f} | {figures['check_precision']:.3f} |"
+            f"{figures['check_coverage']:.3f} | {figures['check_precision']:.3f} | "
+            f"{figures['check_precision_as_published']:.3f} |"
         )
     for name, figures in gtzan.items():
         print(f"  {name}: placed per genre {rounded(figures['check_coverage_per_genre'])}; check {figures['check']}")

@@ -21,6 +21,7 @@ from genresort.analysis.decision import NOT_MUSIC, UNSURE
 from genresort.analysis.features.clip import ClipFeatures
 from genresort.analysis.features.embedding import summarise_outputs
 from genresort.analysis.model import LinearClassifier
+from genresort.training.dataset import TrainingSet
 from genresort.training.evaluation import choose_threshold
 
 
@@ -432,3 +433,29 @@ def fit_placement_rule(
         return lambda test: [str(top[index]) if places[index] else UNSURE for index in test]
 
     return fit
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A classifier's training rows, as fit_classifier takes them."""
+
+    vectors: np.ndarray
+    genres: np.ndarray
+    groups: np.ndarray
+    weights: np.ndarray
+
+
+def with_songs(
+    rows: Rows, songs: TrainingSet, labels: Sequence[str], groups: Sequence[str], chosen: np.ndarray
+) -> Rows:
+    """`rows` (GTZAN's) followed by the rows of the `chosen` real songs (each clip whole and its windows, weighted as
+    GTZAN's are), each labelled with its pseudo-label; a song labelled "" is left out."""
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    learnt = np.flatnonzero(np.isin(songs.clip_of_row, chosen[labels[chosen] != ""]))
+    song_of_row = songs.clip_of_row[learnt]
+    return Rows(
+        np.concatenate([rows.vectors, songs.vectors[learnt]]),
+        np.concatenate([rows.genres, labels[song_of_row]]),
+        np.concatenate([rows.groups, groups[song_of_row]]),
+        np.concatenate([rows.weights, songs.weights[learnt]]),
+    )
