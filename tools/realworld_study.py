@@ -494,7 +494,8 @@ def main() -> None:
     print(f"\n## 4. Wider genres (5 folds x {arguments.repeats})", flush=True)
     wider = wider_genre_rules(study, arguments.target, arguments.repeats)
     print(
-        "\n| genre | songs | rule | precision (mean) | min-max | files placed per repeat |\n|---|---|---|---|---|---|"
+        "\n| genre | songs | rule | precision (mean) | min-max | files placed per repeat "
+        "| precision of the top 5 / 10 / 20 |\n|---|---|---|---|---|---|---|"
     )
     for genre, figures in wider.items():
         for name, rule in figures.items():
