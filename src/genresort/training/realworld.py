@@ -21,6 +21,7 @@ from genresort.analysis.decision import NOT_MUSIC, UNSURE
 from genresort.analysis.features.clip import ClipFeatures
 from genresort.analysis.features.embedding import summarise_outputs
 from genresort.analysis.model import LinearClassifier
+from genresort.training.classifier import export_logistic
 from genresort.training.dataset import TrainingSet
 from genresort.training.evaluation import choose_threshold
 
@@ -335,16 +336,7 @@ def fit_check_classifier(evidence_rows: np.ndarray, right: np.ndarray) -> Linear
     scaler = StandardScaler().fit(evidence_rows)
     regression = LogisticRegression(max_iter=1000).fit(scaler.transform(evidence_rows), right)
     assert list(regression.classes_) == [False, True]
-    # A two-class LinearClassifier reads its one logit d as (-d, d): softmax(beta * (-d, d)) is the logistic
-    # regression's own probability 1 / (1 + exp(-d)) for beta = 1/2.
-    return LinearClassifier(
-        classes=CHECK_CLASSES,
-        scaler_mean=scaler.mean_,
-        scaler_scale=scaler.scale_,
-        weights=regression.coef_.T,
-        intercept=regression.intercept_,
-        inverse_temperature=0.5,
-    )
+    return export_logistic(scaler, regression, CHECK_CLASSES)
 
 
 def fit_placement_check(
