@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 
 from conftest import require_shared_data, unavailable
 from genresort.analysis.decision import NOT_MUSIC, UNSURE
-from genresort.analysis.features.clip import ClipFeatures, FeatureSet, feature_vector
+from genresort.analysis.features.clip import ClipFeatures, FeatureSet, feature_vector, taggram_mean_columns
 from genresort.paths import DEFAULT_MODEL_DIR
 from genresort.training.dataset import TrainingSet
 from genresort.training.fit import NETWORK_NAMES
@@ -32,7 +32,6 @@ from genresort.training.realworld import (
     read_tag_names,
     score,
     tag_agreement,
-    taggram_mean_columns,
     with_songs,
 )
 

@@ -27,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from genresort.analysis.decision import decide
-from genresort.analysis.features.clip import ClipFeatures, FeatureSet, feature_vector
+from genresort.analysis.features.clip import ClipFeatures, FeatureSet, feature_vector, taggram_mean_columns
 from genresort.analysis.model import GenreModel
 from genresort.digest import sha256_file
 from genresort.paths import DEFAULT_MODEL_DIR
@@ -55,7 +55,6 @@ from genresort.training.realworld import (
     read_tag_names,
     score,
     tag_agreement,
-    taggram_mean_columns,
     with_songs,
 )
 

@@ -22,8 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from genresort.analysis.features.clip import ClipFeatures
-from genresort.analysis.features.embedding import summarise_outputs
+from genresort.analysis.features.clip import ClipFeatures, taggram_mean_columns
 from genresort.analysis.model import DETECTOR_CLASSES, LinearClassifier
 from genresort.training.classifier import export_logistic
 from genresort.training.dataset import TrainingSet
@@ -55,12 +54,10 @@ class MusicDetector:
 def tag_columns(clip: ClipFeatures, network_names: list[str]) -> np.ndarray:
     """The entries of the embedding vector that hold the networks' own tags: each network's part ends with its
     taggram's mean and spread (see `summarise_outputs`)."""
-    columns, start = [], 0
+    columns = []
     for name in network_names:
-        outputs = clip.network_outputs[name]
-        end = start + len(summarise_outputs(outputs))
-        columns.append(np.arange(end - 2 * outputs["taggram"].shape[1], end))
-        start = end
+        means = taggram_mean_columns(clip, network_names, name)
+        columns.append(np.concatenate([means, means + len(means)]))  # the spreads follow the means
     return np.concatenate(columns)
 
 

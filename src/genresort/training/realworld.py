@@ -18,8 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from genresort.analysis.decision import NOT_MUSIC, UNSURE
-from genresort.analysis.features.clip import ClipFeatures
-from genresort.analysis.features.embedding import summarise_outputs
+from genresort.analysis.features.clip import ClipFeatures, taggram_mean_columns
 from genresort.analysis.model import LinearClassifier
 from genresort.training.classifier import export_logistic
 from genresort.training.dataset import TrainingSet
@@ -244,20 +243,6 @@ TAGGER = "msd_musicnn"
 def read_tag_names(tags_file: Path) -> list[str]:
     """A tagger's tag names, one per line, in its taggram's column order (models/musicnn/tags_msd.txt)."""
     return [line for line in tags_file.read_text().splitlines() if line]
-
-
-def taggram_mean_columns(clip: ClipFeatures, network_names: Sequence[str], network: str) -> np.ndarray:
-    """The entries of the embedding vector (`feature_vector` of FeatureSet.EMBEDDING) that hold `network`'s tag
-    probabilities averaged over the clip: its part of the vector ends with the taggram's mean, then its spread."""
-    start = 0
-    for name in network_names:
-        outputs = clip.network_outputs[name]
-        end = start + len(summarise_outputs(outputs))
-        if name == network:
-            width = outputs["taggram"].shape[1]
-            return np.arange(end - 2 * width, end - width)
-        start = end
-    raise ValueError(f"{network} is not among the networks {list(network_names)}")
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,20 @@ def feature_vector(
     return np.concatenate(parts).astype(np.float32)
 
 
+def taggram_mean_columns(clip: ClipFeatures, network_names: list[str], network: str) -> np.ndarray:
+    """The entries of the embedding vector (`feature_vector` of FeatureSet.EMBEDDING) that hold `network`'s tag
+    probabilities averaged over the clip: its part of the vector ends with the taggram's mean, then its spread."""
+    start = 0
+    for name in network_names:
+        outputs = clip.network_outputs[name]
+        end = start + len(summarise_outputs(outputs))
+        if name == network:
+            width = outputs["taggram"].shape[1]
+            return np.arange(end - 2 * width, end - width)
+        start = end
+    raise ValueError(f"{network} is not among the networks {list(network_names)}")
+
+
 def window_patches(patch_count: int, windows: int, patches_per_window: int) -> np.ndarray | None:
     """Indices of the patches that `windows` windows spread from 10% to 90% of a clip would hear; None when
     the clip is too short to differ from the whole."""
