@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from genresort.config import DEFAULT_CONFIG_FILE, ConfigError, Settings, environment_values, load_settings
 
@@ -126,3 +127,86 @@ def test_invalid_toml_is_refused_with_the_file_named(tmp_path: Path) -> None:
 def test_a_missing_config_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path / "nope.toml")
+
+
+# --- genre_names ------------------------------------------------------------------------------------------------
+
+
+def test_genre_names_come_from_a_toml_table(tmp_path: Path) -> None:
+    config = tmp_path / "genresort.toml"
+    config.write_text('workers = 2\n\n[genre_names]\n"Hip-Hop" = "Rap"\nDisco = "Pop"\n')
+    settings = load_settings(config)
+    assert settings.genre_names == {"Hip-Hop": "Rap", "Disco": "Pop"} and settings.workers == 2
+
+
+def test_the_documented_genre_names_example_loads(tmp_path: Path) -> None:
+    """The commented example in config/genresort.toml, uncommented, is what it says."""
+    [example] = [line for line in DEFAULT_CONFIG_FILE.read_text().splitlines() if line.startswith("# genre_names = ")]
+    config = tmp_path / "genresort.toml"
+    config.write_text(example.removeprefix("# ") + "\n")
+    assert load_settings(config).genre_names == {"Hip-Hop": "Rap", "Disco": "Pop"}
+
+
+def test_genre_names_come_from_a_json_variable_over_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "genresort.toml"
+    config.write_text('[genre_names]\nDisco = "Pop"\n')
+    monkeypatch.setenv("GENRESORT_GENRE_NAMES", '{"Hip-Hop": "Rap"}')
+    assert load_settings(config).genre_names == {"Hip-Hop": "Rap"}
+    assert Settings().genre_names == {"Hip-Hop": "Rap"}  # read by pydantic-settings itself, too
+
+
+def test_no_genre_names_by_default() -> None:
+    assert load_settings().genre_names == {}
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ('{"Hip-Hop": "Rap"', "not a JSON object"),
+        ('["Rap"]', "not a JSON object"),
+        ('{"Hip-Hop": 3}', "Input should be a valid string"),
+    ],
+)
+def test_a_variable_that_is_not_a_json_object_of_names_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, text: str, problem: str
+) -> None:
+    monkeypatch.setenv("GENRESORT_GENRE_NAMES", text)
+    with pytest.raises(ConfigError, match=r"genre_names\S* \(from GENRESORT_GENRE_NAMES\): .*" + problem):
+        load_settings()
+    with pytest.raises(ValidationError, match=problem):  # never pydantic-settings' SettingsError
+        Settings()
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("", "cannot be empty"),
+        ("   ", "cannot be empty"),
+        (" Rap", "cannot begin or end with spaces"),
+        ("Rap ", "cannot begin or end with spaces"),
+        ("Rap/Hip-Hop", "cannot hold '/'"),
+        ("Rap\\\\Hip-Hop", "cannot hold '/'"),
+        ("Rap\\u0000", "cannot hold '/'"),
+        (".", "is not a folder name"),
+        ("..", "is not a folder name"),
+        ("unsure", "not sorted into a genre"),
+        ("Not-Music", "not sorted into a genre"),
+    ],
+)
+def test_a_genre_name_that_is_not_one_plain_folder_name_is_refused_naming_the_genre(
+    tmp_path: Path, name: str, problem: str
+) -> None:
+    config = tmp_path / "genresort.toml"
+    config.write_text(f'[genre_names]\nJazz = "Jazz"\n"Hip-Hop" = "{name}"\n')
+    with pytest.raises(ConfigError) as refusal:
+        load_settings(config)
+    message = str(refusal.value)
+    assert f"genre_names (from {config}): " in message and "'Hip-Hop' = " in message and problem in message
+    assert "'Jazz'" not in message
+
+
+def test_a_genre_name_that_is_not_text_is_refused_with_the_file_named(tmp_path: Path) -> None:
+    config = tmp_path / "genresort.toml"
+    config.write_text('[genre_names]\n"Hip-Hop" = 3\n')
+    with pytest.raises(ConfigError, match=f"genre_names.Hip-Hop \\(from {config}\\): Input should be a valid string"):
+        load_settings(config)

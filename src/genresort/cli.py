@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from genresort.analysis.model import ModelError
-from genresort.config import ConfigError, load_settings
+from genresort.config import ConfigError, check_genre_names, load_settings
 from genresort.logs import path_text
 from genresort.paths import DEFAULT_MODEL_DIR
 
@@ -43,8 +43,11 @@ def _classify(arguments: argparse.Namespace) -> int:
     from genresort.analysis.audio import AudioError
     from genresort.analysis.decision import DecisionKind, decide, decision_fields
     from genresort.analysis.model import GenreModel
+    from genresort.analysis.naming import named
 
-    model = GenreModel.load(arguments.model)
+    settings = load_settings(arguments.config)
+    model = GenreModel.load(arguments.model or settings.model_dir)
+    check_genre_names(settings.genre_names, model.genres)
     threadpool_limits(limits=1)  # a second BLAS thread spins after each small product: 25% more CPU, no gain
     thresholds = model.thresholds
     if arguments.threshold is not None:
@@ -52,7 +55,7 @@ def _classify(arguments: argparse.Namespace) -> int:
     failures = 0
     for path in arguments.files:
         try:
-            decision = decide(model.analyse(path), thresholds)
+            decision = named(decide(model.analyse(path), thresholds), settings.genre_names)
         except (AudioError, OSError) as error:
             failures += 1
             reason = error.reason if isinstance(error, AudioError) else error.strerror
@@ -133,8 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     classify = commands.add_parser("classify", help="print the genre of files; moves nothing")
     classify.add_argument("files", nargs="+", type=Path)
     classify.add_argument("--json", action="store_true", help="one JSON object per line")
-    classify.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="model folder")
+    classify.add_argument("--model", type=Path, help="model folder (default: the configuration's model_dir)")
     classify.add_argument("--threshold", type=float, help="confidence below which the decision is 'unsure'")
+    classify.add_argument("--config", type=Path, help="configuration file, for genre_names and model_dir")
     classify.set_defaults(handler=_classify)
 
     train = commands.add_parser("train", help="train a model and write it with its model card")

@@ -10,15 +10,16 @@ number stops the start with a message naming it: a typo must never leave the dae
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from genresort import paths
 from genresort.paths import DEFAULT_CONFIG_FILE, DEFAULT_MODEL_DIR
@@ -27,6 +28,8 @@ ENV_PREFIX = "GENRESORT_"
 PATH_KEYS = ("inbox", "library", "quarantine", "unsure", "not_music", "state_dir", "model_dir", "log_file")
 HOUR = 3600.0
 DAY = 24 * HOUR
+#: The decisions that are not a genre (decision.UNSURE, decision.NOT_MUSIC): a genre named so would read as one.
+RESERVED_NAMES = ("unsure", "not-music")
 
 
 def data_folder(name: str) -> Path:
@@ -93,6 +96,36 @@ class Settings(BaseSettings):
         900.0, gt=0, le=DAY, description="longest wait between retries of a transient error"
     )
     log_file: Path | None = Field(None, description="also write the JSON lines log here")
+    # NoDecode: GENRESORT_GENRE_NAMES reaches _json_object as text, so bad JSON is refused with the key named
+    # (pydantic-settings' own decoding raises an error that names neither the variable nor the problem well).
+    genre_names: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="rename or merge the model's genres: {model genre: folder and tag name}"
+    )
+
+    @field_validator("genre_names", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        """A variable gives the mapping as JSON text: '{"Hip-Hop": "Rap"}'."""
+        if not isinstance(value, str):
+            return value
+        expected = 'not a JSON object such as {"Hip-Hop": "Rap"}'
+        try:
+            names = json.loads(value)
+        except ValueError as error:
+            raise ValueError(f"{expected} ({error})") from error
+        if not isinstance(names, dict):
+            raise ValueError(expected)
+        return names
+
+    @field_validator("genre_names")
+    @classmethod
+    def _folder_names(cls, names: dict[str, str]) -> dict[str, str]:
+        """Each name becomes a folder under the library and a tag: it must be one plain folder name, and not a
+        decision that is not a genre."""
+        problems = [f"{genre!r} = {name!r}: {problem}" for genre, name in names.items() if (problem := bad_name(name))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return names
 
     @model_validator(mode="after")
     def _inbox_apart(self) -> Settings:
@@ -116,6 +149,34 @@ class Settings(BaseSettings):
         """Arguments outrank the environment, so `Settings(library=tmp)` is never redirected by GENRESORT_LIBRARY;
         the configuration file ranks below both (load_settings merges it under the environment)."""
         return init_settings, env_settings
+
+
+def bad_name(name: str) -> str | None:
+    """What keeps `name` from being a genre's folder and tag name, if anything."""
+    if not name.strip():
+        return "a name cannot be empty or only spaces"
+    if name != name.strip():
+        return "a name cannot begin or end with spaces"
+    if any(character in name for character in "/\\\0"):
+        return "a name cannot hold '/', '\\' or NUL: it is one folder"
+    if name in (".", ".."):
+        return f"{name!r} is not a folder name"
+    if name.casefold() in RESERVED_NAMES:
+        return f"{name!r} is what genresort calls a file that is not sorted into a genre"
+    return None
+
+
+def check_genre_names(names: Mapping[str, str], genres: Sequence[str]) -> None:
+    """Refuse a genre_names key that is not one of the model's `genres`: a misspelt one would rename nothing,
+    silently."""
+    problems = []
+    for key in names:
+        if key not in genres:
+            closest = difflib.get_close_matches(key, genres, n=1)
+            hint = f"did you mean {closest[0]!r}? " if closest else ""
+            problems.append(f"{key!r} is not a genre of the model ({hint}its genres: {', '.join(genres)})")
+    if problems:
+        raise ConfigError(f"genre_names: {'; '.join(problems)}")
 
 
 def variable_name(key: str) -> str:
@@ -184,6 +245,8 @@ def load_settings(config_file: Path | None = None) -> Settings:
 
 
 def describe(problem: ErrorDetails, origin: Mapping[str, str]) -> str:
-    """`key (from where): what is wrong`; a problem of no single key (folders nested) is the configuration's."""
+    """`key (from where): what is wrong`; a problem of no single key (folders nested) is the configuration's. A
+    problem inside a table (genre_names.Jazz) is said with where the table came from."""
     key = ".".join(str(part) for part in problem["loc"]) or "configuration"
-    return f"{key}{origin.get(key, '')}: {problem['msg']}"
+    setting = str(problem["loc"][0]) if problem["loc"] else key
+    return f"{key}{origin.get(setting, '')}: {problem['msg']}"

@@ -17,9 +17,9 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from genresort.analysis.audio import AudioError
 from genresort.analysis.decision import Decision, DecisionKind, Prediction, Thresholds, decide, decision_fields
+from genresort.analysis.naming import named
 from genresort.library.journal import FileRecord, Journal, Step
 from genresort.library.placement import (
     DuplicateFile,
@@ -106,6 +107,11 @@ class SortPolicy:
     model_id: str
     instance: str  # names this instance's staging folders, so recovery clears its own only
     analysis_attempts: int = ANALYSIS_ATTEMPTS
+    genre_names: Mapping[str, str] = field(default_factory=dict)  # {model genre: folder and tag name}
+
+    def decision(self, prediction: Prediction) -> Decision:
+        """Decided in the model's own genres, which its thresholds were calibrated on, then named as configured."""
+        return named(decide(prediction, self.thresholds), self.genre_names)
 
 
 class SourceGone(Exception):
@@ -301,7 +307,7 @@ class Sorter:
                 )
             discard_staged(staged)
             return SortOutcome(Outcome.RETRY, source.path, reason=str(error), sha256=record.sha256)
-        return self._place(source, record, staged, decide(prediction, self.policy.thresholds))
+        return self._place(source, record, staged, self.policy.decision(prediction))
 
     def _place(self, source: SourceFile, record: FileRecord, staged: Path, decision: Decision) -> SortOutcome:
         root, folder, outcome = self._destination(decision)
@@ -465,7 +471,7 @@ class Sorter:
         # The worker reads the very file we opened, whatever its name: /proc/<pid>/fd/<n> is a link to it.
         opened = Path(f"/proc/{os.getpid()}/fd/{source.stream.fileno()}")
         try:
-            decision = decide(self.analyse(opened), self.policy.thresholds)
+            decision = self.policy.decision(self.analyse(opened))
         except AudioError as error:
             return SortOutcome(Outcome.QUARANTINED, source.path, self.policy.quarantine, error.reason, sha256=sha256)
         except (AnalysisTimeout, AnalysisCrashed, AnalysisFailed) as error:

@@ -12,7 +12,7 @@ from pathlib import Path
 from structlog.typing import FilteringBoundLogger
 
 from genresort.analysis.model import ModelError
-from genresort.config import ConfigError, Settings
+from genresort.config import ConfigError, Settings, check_genre_names
 from genresort.library.journal import Journal, JournalDamaged, JournalError, move_aside
 from genresort.library.lock import AlreadyRunning, InstanceLock
 from genresort.library.tags import ExistingGenrePolicy
@@ -116,6 +116,8 @@ def open_journal_unlocked(settings: Settings, log: FilteringBoundLogger) -> Jour
 
 
 def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
+    """The pipeline's policy for this model; ConfigError if genre_names renames a genre the model does not have."""
+    check_genre_names(settings.genre_names, model.genres)
     thresholds = model.thresholds
     if settings.confidence_threshold is not None:
         thresholds = replace(thresholds, confidence=settings.confidence_threshold)
@@ -128,6 +130,7 @@ def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
         quarantine=settings.quarantine,
         existing_genre=ExistingGenrePolicy(settings.existing_genre),
         thresholds=thresholds,
+        genre_names=settings.genre_names,
         max_file_bytes=int(settings.max_file_mb * 2**20),
         model_id=model.model_id,
         instance=hashlib.sha256(os.fsencode(settings.state_dir.resolve())).hexdigest()[:12],
@@ -136,10 +139,16 @@ def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
 
 def start_sorter(settings: Settings, journal: Journal, log: FilteringBoundLogger) -> tuple[Sorter, AnalyserPool] | None:
     """The sorter and the analysis workers it uses (the caller closes them), with the model loaded; or None after
-    logging why the model was refused."""
+    logging why the model, or the configuration for it, was refused."""
     try:
         analysers = AnalyserPool(settings.model_dir, settings.workers, settings.file_timeout_seconds)
     except (ModelError, ConfigError) as error:
         log.error("daemon.refused", reason=str(error))
         return None
-    return Sorter(sort_policy(settings, analysers.summary), analysers.analyse, journal, log), analysers
+    try:
+        policy = sort_policy(settings, analysers.summary)
+    except ConfigError as error:
+        analysers.close()
+        log.error("daemon.refused", reason=str(error))
+        return None
+    return Sorter(policy, analysers.analyse, journal, log), analysers

@@ -44,6 +44,7 @@ class ModelSummary:
 
     model_id: str
     thresholds: Thresholds
+    genres: tuple[str, ...]  # what the configuration's genre_names may rename
 
 
 def _serve(model_dir: Path, connection: Connection) -> None:
@@ -60,7 +61,7 @@ def _serve(model_dir: Path, connection: Connection) -> None:
         connection.send(("model_error", str(error)))
         return
     threadpool_limits(limits=1)  # a second BLAS thread spins after each small product: 25% more CPU, no gain
-    connection.send(("ready", ModelSummary(model.model_id, model.thresholds)))
+    connection.send(("ready", ModelSummary(model.model_id, model.thresholds, tuple(model.genres))))
     while True:
         try:
             path = connection.recv()
