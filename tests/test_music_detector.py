@@ -23,6 +23,7 @@ from genresort.training.music_detector import (
     fit_detector,
     fit_final,
     logit,
+    read_samples,
     synthesise_babble,
     synthesise_nonmusic,
     synthesise_speech,
@@ -157,3 +158,52 @@ def test_synthetic_speech_is_espeak_reading_a_paragraph_alone_or_in_a_crowd(tmp_
     assert (babble.kind, babble.group) == ("espeak-babble", "synthetic-espeak-babble")
     assert soundfile.info(babble.path).duration > 10
     assert not list(tmp_path.glob("*.wav"))
+
+
+def shared_data_subset(folder: Path, chosen: dict[str, tuple[str, ...]]) -> Path:
+    """A copy of the shared data's manifests holding only the rows whose file is `chosen` (per manifest: "" for
+    GTZAN's, "realworld", "nonmusic"), beside links to the shared audio: the real layout, a few files to hear."""
+    data = require_shared_data()
+    for manifest, files in chosen.items():
+        source, target = data / manifest, folder / manifest
+        target.mkdir(parents=True, exist_ok=True)
+        header, *rows = (source / "MANIFEST.tsv").read_text().splitlines()
+        kept = [row for row in rows if row.split("\t")[0] in files]
+        assert len(kept) == len(files)
+        (target / "MANIFEST.tsv").write_text("\n".join([header, *kept]) + "\n")
+        for name in {file.split("/")[0] for file in files}:
+            (target / name).symlink_to(source / name)
+    return folder
+
+
+def test_read_samples_marks_music_and_not_music_with_their_groups_and_sets_spoken_comedy_apart(
+    tmp_path: Path,
+) -> None:
+    data = shared_data_subset(
+        tmp_path / "data",
+        {
+            "": ("gtzan/hiphop/hiphop.00002.mp3", "gtzan-fragments/hiphop/hiphop.00010.mp3"),
+            "realworld": ("MT0002233402.mp3", "MT0007697753.mp3"),  # C-Murder (Rap); Bill Hicks (Comedy/Spoken)
+            "nonmusic": ("environment/esc10-chainsaw-fold1.mp3", "speech/cv-de.mp3"),
+        },
+    )
+    # no synthetic kind: synthesising every generator's sounds alone takes half a minute, hearing them more
+    samples, clips, aside = read_samples(data, tmp_path / "synthetic", tmp_path / "cache", synthetic_kinds=())
+    assert len(samples) == len(clips) == 5  # the spoken comedy aside, no synthetic sound
+    by_name = {sample.name: sample for sample in samples}
+    assert by_name["gtzan/hiphop/hiphop.00002.mp3"] == Sample(
+        "gtzan/hiphop/hiphop.00002.mp3", True, "GTZAN Hip-Hop", "artist-178", True
+    )
+    assert by_name["gtzan-fragments/hiphop/hiphop.00010.mp3"] == Sample(
+        "gtzan-fragments/hiphop/hiphop.00010.mp3", True, "GTZAN Hip-Hop", "artist-183", False
+    )
+    assert by_name["realworld/MT0002233402.mp3 (Ghetto Ties)"] == Sample(
+        "realworld/MT0002233402.mp3 (Ghetto Ties)", True, "realworld rap", "artist-c-murder", True
+    )
+    assert by_name["nonmusic/environment/esc10-chainsaw-fold1.mp3"] == Sample(
+        "nonmusic/environment/esc10-chainsaw-fold1.mp3", False, "environment", "esc-fold1", True
+    )
+    assert by_name["nonmusic/speech/cv-de.mp3"] == Sample(
+        "nonmusic/speech/cv-de.mp3", False, "speech", "commonvoice-de", True
+    )
+    assert [song.title for song, _ in aside] == ["The Elephant Is Dead (Bush)"]

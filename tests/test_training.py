@@ -25,7 +25,14 @@ from genresort.training.dataset import (
     read_manifest,
     training_set,
 )
-from genresort.training.evaluation import choose_threshold, cross_validate, expected_calibration_error, scores
+from genresort.training.evaluation import (
+    choose_threshold,
+    cross_validate,
+    expected_calibration_error,
+    plot_reliability,
+    reliability,
+    scores,
+)
 from genresort.training.fit import NETWORK_NAMES, prepare, train
 
 GENRES = ("Classical", "Metal", "Hip-Hop", "Jazz")
@@ -217,6 +224,34 @@ def test_threshold_is_the_lowest_that_keeps_sorted_files_right_often_enough() ->
 def test_calibration_error_is_zero_for_perfectly_calibrated_bins() -> None:
     correct = np.array([True] * 9 + [False])
     assert expected_calibration_error(correct, np.full(10, 0.9)) == pytest.approx(0.0)
+
+
+def test_reliability_gives_each_nonempty_bin_its_bounds_count_and_means() -> None:
+    confidence = np.array([0.05, 0.3, 0.35, 0.38, 0.95, 1.0])
+    correct = np.array([False, True, False, False, True, True])
+    rows = reliability(confidence, correct, bins=4)
+    assert [(row["low"], row["high"], row["files"]) for row in rows] == [(0.0, 0.25, 1), (0.25, 0.5, 3), (0.75, 1.0, 2)]
+    assert [row["confidence"] for row in rows] == pytest.approx([0.05, (0.3 + 0.35 + 0.38) / 3, 0.975])
+    assert [row["accuracy"] for row in rows] == pytest.approx([0.0, 1 / 3, 1.0])
+    by_hand = (0.05 * 1 + abs(1 / 3 - (0.3 + 0.35 + 0.38) / 3) * 3 + 0.025 * 2) / 6
+    assert expected_calibration_error(correct, confidence, bins=4) == pytest.approx(by_hand)
+
+
+def test_plot_reliability_writes_a_png_that_reads_back(tmp_path: Path) -> None:
+    import matplotlib.image
+
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.1, 1.0, 300)
+    curves = {
+        "calibrated": (confidence, rng.uniform(size=300) < confidence),
+        "overconfident": (confidence, rng.uniform(size=300) < confidence**2),
+    }
+    path = tmp_path / "report" / "reliability.png"
+    plot_reliability(curves, "reliability", path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 400 and image.shape[1] > 400
+    assert image.std() > 0  # something is drawn
 
 
 def test_unreadable_training_files_are_skipped_not_fatal(tmp_path: Path) -> None:

@@ -16,10 +16,8 @@ import tempfile
 import time
 import timeit
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -34,70 +32,19 @@ from genresort.analysis.features.clip import (
 from genresort.analysis.features.embedding import MusicnnNetwork
 from genresort.analysis.features.spectrogram import SAMPLE_RATE
 from genresort.paths import DEFAULT_MODEL_DIR
-from genresort.training.dataset import read_manifest, training_set
+from genresort.training.dataset import training_set
 from genresort.training.fit import NETWORK_NAMES, network_files
 from genresort.training.music_detector import (
     REGULARISATION,
     HeldOut,
-    Sample,
     cross_validate_detector,
     fit_final,
-    synthesise_nonmusic,
+    read_samples,
     tag_columns,
 )
-from genresort.training.openworld import features_of, read_nonmusic, read_realworld
 
 REGULARISATIONS = (0.001, 0.01, 0.1)
 TRADE_OFF_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
-SPOKEN_ONLY = ("Comedy/Spoken",)  # a stand-up recording: not counted as music nor as non-music
-
-
-def load(data: Path, synthetic_folder: Path, cache: Path) -> tuple[list[Sample], list[ClipFeatures], list]:
-    """Every file of the study with its features; the spoken-comedy songs apart, as (song, features) pairs."""
-    samples: list[Sample] = []
-    clips: list[ClipFeatures] = []
-    aside: list = []
-
-    def add(records_and_clips: tuple[list, list[ClipFeatures]], make: Callable[[Any], Sample | None]) -> None:
-        for record, clip in zip(*records_and_clips, strict=True):
-            sample = make(record)
-            if sample is None:
-                aside.append((record, clip))
-            else:
-                samples.append(sample)
-                clips.append(clip)
-
-    add(
-        features_of(read_manifest(data / "MANIFEST.tsv"), cache),
-        lambda f: Sample(relative(f.path, data), True, f"GTZAN {f.genre}", f.group, f.scored),
-    )
-    add(
-        features_of(read_realworld(data / "realworld" / "MANIFEST.tsv"), cache),
-        lambda s: (
-            None
-            if s.published_genres == SPOKEN_ONLY
-            else Sample(
-                f"realworld/{s.path.name} ({s.title})",
-                True,
-                "realworld rap" if "Rap" in s.published_genres else "realworld other",
-                s.group,
-                True,
-            )
-        ),
-    )
-    add(
-        features_of(read_nonmusic(data / "nonmusic" / "MANIFEST.tsv"), cache),
-        lambda r: Sample(relative(r.path, data), False, r.kind, r.group, True),
-    )
-    add(
-        features_of(synthesise_nonmusic(synthetic_folder), cache),
-        lambda s: Sample(f"synthetic/{s.path.name} ({s.category})", False, f"synthetic {s.kind}", s.group, True),
-    )
-    return samples, clips, aside
-
-
-def relative(path: Path, root: Path) -> str:
-    return str(path.relative_to(root))
 
 
 def share(count: int, total: int) -> str:
@@ -215,7 +162,7 @@ def main() -> None:
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="genresort-synthetic-") as folder:
-        samples, clips, aside = load(options.data, Path(folder), options.cache)
+        samples, clips, aside = read_samples(options.data, Path(folder), options.cache)
     rows = training_set(clips, FeatureSet.EMBEDDING, list(NETWORK_NAMES))
     inputs = {
         "embedding": np.arange(rows.vectors.shape[1]),

@@ -74,16 +74,30 @@ def cross_validate(
     )
 
 
-def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, bins: int = 10) -> float:
-    """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by bin size."""
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> list[dict]:
+    """What a confidence means: per non-empty equal-width confidence bin, its bounds, how many files fall in it, and
+    their mean confidence and accuracy (calibrated, the two are equal)."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    gaps = [
-        abs(correct[which == index].mean() - confidence[which == index].mean()) * np.mean(which == index)
+    return [
+        {
+            "low": float(edges[index]),
+            "high": float(edges[index + 1]),
+            "files": int(np.sum(which == index)),
+            "confidence": float(confidence[which == index].mean()),
+            "accuracy": float(correct[which == index].mean()),
+        }
         for index in range(bins)
         if np.any(which == index)
     ]
-    return float(np.sum(gaps))
+
+
+def expected_calibration_error(correct: np.ndarray, confidence: np.ndarray, bins: int = 10) -> float:
+    """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by bin size."""
+    return float(
+        sum(abs(row["accuracy"] - row["confidence"]) * row["files"] for row in reliability(confidence, correct, bins))
+        / len(confidence)
+    )
 
 
 def choose_threshold(correct: np.ndarray, confidence: np.ndarray, target_precision: float) -> dict:
@@ -183,6 +197,44 @@ def plot_confusion(figures: dict, title: str, path: Path) -> None:
     for row, column in np.ndindex(matrix.shape):
         color = "white" if matrix[row, column] > matrix.max() / 2 else "black"
         axes.text(column, row, str(matrix[row, column]), ha="center", va="center", color=color)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
+
+
+def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: Path) -> None:
+    """One PNG: for each named curve (confidence, correct), accuracy against mean confidence per bin, the diagonal,
+    and a bar/histogram of how many files fall in each bin; matplotlib Agg like plot_confusion."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, (curve_axes, count_axes) = pyplot.subplots(
+        2, 1, figsize=(7, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    curve_axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="calibrated")
+    bins = 10
+    width = 1 / bins / (len(curves) + 1)  # each curve's bar beside the others' within its bin
+    for number, (name, (confidence, correct)) in enumerate(curves.items()):
+        rows = reliability(confidence, correct, bins)
+        (line,) = curve_axes.plot(
+            [row["confidence"] for row in rows], [row["accuracy"] for row in rows], marker="o", label=name
+        )
+        count_axes.bar(
+            [row["low"] + (number + 1) * width for row in rows],
+            [row["files"] for row in rows],
+            width=width,
+            color=line.get_color(),
+        )
+    curve_axes.set_xlim(0, 1)
+    curve_axes.set_ylim(0, 1)
+    curve_axes.set_ylabel("accuracy (share right)")
+    curve_axes.set_title(title)
+    curve_axes.legend(loc="upper left")
+    count_axes.set_xlabel("confidence")
+    count_axes.set_ylabel("files")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)

@@ -1,6 +1,7 @@
 """Music or not: a scaled logistic regression on the embedding vector the genre model already computes, so the
 decision costs one dot product per file. Also the synthetic non-music (espeak-ng speech, noise, tones, sweeps, hum,
-room tone) that widens what it learns from, and its grouped cross-validation.
+room tone) that widens what it learns from, its grouped cross-validation, and the reading of every file it is
+measured on (for the study and for `genresort evaluate`).
 
 What it learns from and is measured on: GTZAN clips and real-world songs (music), the shared non-music recordings
 and the synthetic sounds (not music). Every fold is grouped by artist, speaker, recording group or generator, and the
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile
@@ -22,11 +25,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from genresort.analysis.features.clip import ClipFeatures, taggram_mean_columns
+from genresort.analysis.features.clip import ClipFeatures, FeatureSet, taggram_mean_columns
 from genresort.analysis.model import DETECTOR_CLASSES, LinearClassifier
 from genresort.training.classifier import export_logistic
-from genresort.training.dataset import TrainingSet
-from genresort.training.openworld import NonMusicFile
+from genresort.training.dataset import TrainingSet, read_manifest, training_set
+from genresort.training.openworld import NonMusicFile, features_of, read_nonmusic, read_realworld
 
 # --- the decision ------------------------------------------------------------------------------------------------
 
@@ -473,3 +476,78 @@ def synthesise_nonmusic(folder: Path, kinds: tuple[str, ...] | None = None) -> l
     if kinds is None or "espeak-babble" in kinds:
         files += [synthesise_babble(folder, voices, seed) for seed, voices in enumerate((3, 4, 6, 8, 12, 16))]
     return files
+
+
+# --- the study's samples and the shipped recipe's held-out figures ----------------------------------------------
+
+#: A stand-up recording among the real-world songs: counted neither as music nor as non-music.
+SPOKEN_ONLY = ("Comedy/Spoken",)
+
+
+def read_samples(
+    data: Path, synthetic_folder: Path, cache: Path, synthetic_kinds: tuple[str, ...] | None = None
+) -> tuple[list[Sample], list[ClipFeatures], list]:
+    """Every file the detector learns from and is measured on, with its features: the GTZAN clips and fragments,
+    the real-world songs, the shared non-music recordings and the sounds synthesised into `synthetic_folder` (every
+    generator's, or only those of `synthetic_kinds`: see `synthesise_nonmusic`). The spoken-comedy songs are set
+    apart, as (song, features) pairs. One reading for the study and for `genresort evaluate`, so both measure the
+    same files."""
+    samples: list[Sample] = []
+    clips: list[ClipFeatures] = []
+    aside: list = []
+
+    def add(records_and_clips: tuple[list, list[ClipFeatures]], make: Callable[[Any], Sample | None]) -> None:
+        for record, clip in zip(*records_and_clips, strict=True):
+            sample = make(record)
+            if sample is None:
+                aside.append((record, clip))
+            else:
+                samples.append(sample)
+                clips.append(clip)
+
+    add(
+        features_of(read_manifest(data / "MANIFEST.tsv"), cache),
+        lambda f: Sample(relative(f.path, data), True, f"GTZAN {f.genre}", f.group, f.scored),
+    )
+    add(
+        features_of(read_realworld(data / "realworld" / "MANIFEST.tsv"), cache),
+        lambda s: (
+            None
+            if s.published_genres == SPOKEN_ONLY
+            else Sample(
+                f"realworld/{s.path.name} ({s.title})",
+                True,
+                "realworld rap" if "Rap" in s.published_genres else "realworld other",
+                s.group,
+                True,
+            )
+        ),
+    )
+    add(
+        features_of(read_nonmusic(data / "nonmusic" / "MANIFEST.tsv"), cache),
+        lambda r: Sample(relative(r.path, data), False, r.kind, r.group, True),
+    )
+    add(
+        features_of(synthesise_nonmusic(synthetic_folder, synthetic_kinds), cache),
+        lambda s: Sample(f"synthetic/{s.path.name} ({s.category})", False, f"synthetic {s.kind}", s.group, True),
+    )
+    return samples, clips, aside
+
+
+def relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root))
+
+
+def evaluate_detector(data: Path, cache: Path, repeats: int = 3) -> tuple[HeldOut, np.ndarray]:
+    """Grouped cross-validation of the shipped recipe (whole embedding vector, REGULARISATION) on every sample
+    (synthesised ones into a temporary folder): the held-out P(music) and thresholds, and each scored sample's whole
+    embedding vector (rows.vectors[rows.own_row] of the scored samples, in HeldOut.samples order) so that a caller can
+    also run the genre rule on them."""
+    from genresort.training.fit import NETWORK_NAMES  # here, not above: fit may import this module
+
+    with tempfile.TemporaryDirectory(prefix="genresort-synthetic-") as folder:
+        samples, clips, _ = read_samples(data, Path(folder), cache)
+    rows = training_set(clips, FeatureSet.EMBEDDING, list(NETWORK_NAMES))
+    held = cross_validate_detector(samples, rows, np.arange(rows.vectors.shape[1]), REGULARISATION, repeats=repeats)
+    scored = np.flatnonzero([sample.scored for sample in samples])
+    return held, rows.vectors[rows.own_row[scored]]
