@@ -337,10 +337,7 @@ def machine() -> dict[str, Any]:
         ),
         platform.processor(),
     )
-    versions = {
-        name: metadata.version(name)
-        for name in ("numpy", "librosa", "soundfile", "soxr", "onnxruntime")
-    }
+    versions = {name: metadata.version(name) for name in ("numpy", "librosa", "soundfile", "soxr", "onnxruntime")}
     return {
         "cpus": len(os.sched_getaffinity(0)),
         "cpu_model": cpu_model,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from genresort.analysis.decision import DecisionKind, Prediction, Thresholds, decide, decision_fields
+from genresort.analysis.decision import DecisionKind, Prediction, Thresholds, decide, decision_fields, unsure_reason
 
 RANKING = (("Jazz", 0.7), ("Blues", 0.2), ("Rock", 0.06), ("Pop", 0.04))
 
@@ -58,3 +58,25 @@ def test_a_sound_too_short_to_judge_is_unsure_rather_than_not_music() -> None:
     assert decide(fragment, thresholds).kind is DecisionKind.UNSURE
     memo = Prediction(RANKING, "m", music_probability=0.3, heard_seconds=30.0)
     assert decide(memo, thresholds).kind is DecisionKind.NOT_MUSIC
+
+
+def test_a_placement_check_decides_instead_of_the_confidence_where_the_model_has_one() -> None:
+    checked = Thresholds(confidence=0.9, placement=0.6)
+    sure = Prediction(RANKING, "m", music_probability=0.99, placement_probability=0.65)
+    doubtful = Prediction(RANKING, "m", music_probability=0.99, placement_probability=0.55)
+    assert decide(sure, checked).kind is DecisionKind.GENRE  # though its confidence 0.7 is below 0.9
+    assert decide(doubtful, checked).kind is DecisionKind.UNSURE
+    assert unsure_reason(decide(doubtful, checked)) == "right 55% of the time, below 60%"
+    # a person's own confidence threshold (placement None) puts the check aside
+    assert decide(doubtful, Thresholds(confidence=0.6)).kind is DecisionKind.GENRE
+    fields = decision_fields(decide(sure, checked))
+    assert (fields["placement_probability"], fields["placement_threshold"]) == (0.65, 0.6)
+
+
+def test_a_sound_unlike_the_music_the_model_learnt_is_never_given_a_genre() -> None:
+    thresholds = Thresholds(confidence=0.1)
+    stranger = decide(Prediction(RANKING, "m", novelty=1.3), thresholds)
+    assert stranger.kind is DecisionKind.UNSURE
+    assert unsure_reason(stranger) == "unlike the music the model learnt from"
+    assert decision_fields(stranger)["novelty"] == 1.3
+    assert decide(Prediction(RANKING, "m", novelty=0.8), thresholds).kind is DecisionKind.GENRE

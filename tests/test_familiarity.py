@@ -13,7 +13,7 @@ import pytest
 from conftest import require_shared_data
 from genresort.analysis.familiarity import Familiarity, parse_familiarity
 from genresort.analysis.features.clip import FeatureSet, feature_vector
-from genresort.analysis.model import ModelError
+from genresort.analysis.model_file import ModelError
 from genresort.training.dataset import LabelledFile, read_manifest
 from genresort.training.familiarity import fit_familiarity
 from genresort.training.fit import NETWORK_NAMES, prepare

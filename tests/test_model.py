@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import write_mp3
-from genresort.analysis.model import CARD_JSON, DETECTOR_CLASSES, MODEL_FILE, GenreModel, ModelError
+from genresort.analysis.model import CARD_JSON, DETECTOR_CLASSES, MODEL_FILE, GenreModel
+from genresort.analysis.model_file import ModelError
 from genresort.paths import DEFAULT_MODEL_DIR
 
 
@@ -147,4 +148,78 @@ def test_a_music_detector_of_other_classes_is_refused(model_copy: Path) -> None:
     card["music_detector"]["sha256"] = hashlib.sha256(detector.read_bytes()).hexdigest()
     (model_copy / CARD_JSON).write_text(json.dumps(card))
     with pytest.raises(ModelError, match="classes"):
+        GenreModel.load(model_copy)
+
+
+# --- the placement check ---------------------------------------------------------------------------------------
+
+
+def test_the_shipped_model_places_by_a_check_calibrated_on_real_songs(tmp_path: Path) -> None:
+    model = GenreModel.load()
+    card = model.card["placement_check"]
+    assert model.check is not None and model.thresholds.placement == card["threshold"]
+    assert card["figures"]["precision"] >= 0.85 and card["figures"]["coverage"] >= 0.4
+    prediction = model.analyse(write_mp3(tmp_path / "song.mp3", seconds=8))
+    assert 0.0 <= prediction.placement_probability <= 1.0
+
+
+def spoil_check(model_dir: Path, change_file: Callable[[dict], None], change_entry: Callable[[dict], None]) -> None:
+    """Change the placement check's file and card entry, recording the file's new sha256 as a retrained model
+    would: what is refused is the content itself."""
+    card = json.loads((model_dir / CARD_JSON).read_text())
+    path = model_dir / card["placement_check"]["file"]
+    document = json.loads(path.read_text())
+    change_file(document)
+    path.write_text(json.dumps(document))
+    card["placement_check"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    change_entry(card["placement_check"])
+    (model_dir / CARD_JSON).write_text(json.dumps(card))
+
+
+def test_a_changed_placement_check_is_refused_by_its_sha256(model_copy: Path) -> None:
+    card = json.loads((model_copy / CARD_JSON).read_text())
+    path = model_copy / card["placement_check"]["file"]
+    document = json.loads(path.read_text())
+    document["intercept"][0] += 1.0  # a check that places more
+    path.write_text(json.dumps(document))
+    with pytest.raises(ModelError, match="sha256"):
+        GenreModel.load(model_copy)
+
+
+def unchanged(document: dict) -> None:
+    pass
+
+
+def drop_a_weight(document: dict) -> None:
+    document["weights"].pop()
+    document["scaler_mean"].pop()
+    document["scaler_scale"].pop()
+
+
+def column_past_the_vector(entry: dict) -> None:
+    entry["tag_columns"][0] = 10**6
+
+
+def threshold_above_one(entry: dict) -> None:
+    entry["threshold"] = 1.5
+
+
+def support_of_other_genres(entry: dict) -> None:
+    entry["tag_support"].pop()
+
+
+@pytest.mark.parametrize(
+    ("change_file", "change_entry", "message"),
+    [
+        (drop_a_weight, unchanged, "not a placement check for the model's 10 genres"),
+        (unchanged, column_past_the_vector, "tag columns are not entries of the embedding vector"),
+        (unchanged, threshold_above_one, "threshold 1.5 is not a probability"),
+        (unchanged, support_of_other_genres, "card entry is malformed"),
+    ],
+)
+def test_a_placement_check_that_does_not_fit_the_model_is_refused(
+    model_copy: Path, change_file: Callable, change_entry: Callable, message: str
+) -> None:
+    spoil_check(model_copy, change_file, change_entry)
+    with pytest.raises(ModelError, match=message):
         GenreModel.load(model_copy)

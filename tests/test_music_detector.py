@@ -13,7 +13,7 @@ import soundfile
 from conftest import require_shared_data, shared_clip, unavailable
 from genresort.analysis.features.clip import ClipFeatures, FeatureSet, feature_vector
 from genresort.analysis.features.embedding import OUTPUTS
-from genresort.analysis.model import parse_classifier
+from genresort.analysis.model_file import parse_classifier
 from genresort.training.dataset import TrainingSet, training_set
 from genresort.training.fit import NETWORK_NAMES
 from genresort.training.music_detector import (

@@ -9,20 +9,19 @@ from sklearn.linear_model import LogisticRegression
 from conftest import require_shared_data, unavailable
 from genresort.analysis.decision import NOT_MUSIC, UNSURE
 from genresort.analysis.features.clip import ClipFeatures, FeatureSet, feature_vector, taggram_mean_columns
+from genresort.analysis.placement_check import EVIDENCE, TagAgreement, evidence
 from genresort.paths import DEFAULT_MODEL_DIR
 from genresort.training.dataset import TrainingSet
 from genresort.training.fit import NETWORK_NAMES
 from genresort.training.openworld import RealWorldFile, features_of, read_realworld
 from genresort.training.realworld import (
     COMPATIBILITY,
-    EVIDENCE,
     MSD_GENRE_TAGS,
     Rows,
     artist_folds,
     by_published_genre,
     compatible_genres,
     cross_validate_rule,
-    evidence,
     fit_placement_check,
     fit_placement_rule,
     is_right,
@@ -36,6 +35,8 @@ from genresort.training.realworld import (
 )
 
 MODEL_TAGS = DEFAULT_MODEL_DIR / "musicnn" / "tags_msd.txt"
+#: The tag agreement of a check whose evidence is made up by the test (two genres, no tags).
+NO_TAGS = TagAgreement(np.zeros(0, dtype=int), np.zeros((2, 0)))
 GTZAN = ("Blues", "Classical", "Country", "Disco", "Hip-Hop", "Jazz", "Metal", "Pop", "Reggae", "Rock")
 
 
@@ -162,7 +163,7 @@ def test_the_placement_check_is_the_logistic_regression_with_a_threshold_near_it
     rows = generator.uniform(size=(400, 2))
     right = generator.uniform(size=400) < rows[:, 0]  # the first column says how likely a placement is right
     groups = [f"artist-{index // 4}" for index in range(400)]
-    check = fit_placement_check(rows, right, groups, target_precision=0.85)
+    check = fit_placement_check(rows, right, groups, target_precision=0.85, agreement=NO_TAGS)
     placed = check.places(rows)
     assert right[placed].mean() >= 0.83 and 0.1 < placed.mean() < 0.6
     scaled = (rows - rows.mean(axis=0)) / rows.std(axis=0)
@@ -207,8 +208,15 @@ def test_a_placement_rule_places_the_top_genre_where_the_evidence_is_good_and_ho
     published = [("Jazz",) if is_good else ("Rap",) for is_good in good]
     probabilities = np.tile([0.2, 0.8], (count, 1))  # Hip-Hop, Jazz: always Jazz on top
     signal = np.where(good, 0.8, 0.2) + generator.normal(0, 0.05, size=count)
+    no_tags = TagAgreement(np.zeros(0, dtype=int), np.zeros((2, 0)))
     fit = fit_placement_rule(
-        lambda songs: probabilities, lambda _: signal[:, np.newaxis], groups, published, ["Hip-Hop", "Jazz"], 1.0
+        lambda songs: probabilities,
+        lambda _: signal[:, np.newaxis],
+        groups,
+        published,
+        ["Hip-Hop", "Jazz"],
+        1.0,
+        no_tags,
     )
     held_out = cross_validate_rule(published, groups, fit, folds=5, repeats=2)
     assert held_out.precision > 0.97

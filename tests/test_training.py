@@ -15,7 +15,8 @@ import pytest
 
 from conftest import require_shared_data
 from genresort.analysis.features.clip import FeatureSet
-from genresort.analysis.model import CARD_JSON, MODEL_FILE, GenreModel, ModelError, parse_classifier
+from genresort.analysis.model import CARD_JSON, MODEL_FILE, GenreModel
+from genresort.analysis.model_file import ModelError, parse_classifier
 from genresort.training.classifier import export_classifier, fit_classifier, grouped_splits
 from genresort.training.dataset import (
     DataSetError,

@@ -12,7 +12,6 @@ rules whose genre model learns from real songs refit it 30 times each: about 2 m
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import timeit
 import warnings
@@ -29,15 +28,16 @@ from sklearn.preprocessing import StandardScaler
 from genresort.analysis.decision import decide
 from genresort.analysis.features.clip import ClipFeatures, FeatureSet, feature_vector, taggram_mean_columns
 from genresort.analysis.model import GenreModel
+from genresort.analysis.placement_check import EVIDENCE, evidence
 from genresort.digest import sha256_file
 from genresort.paths import DEFAULT_MODEL_DIR
+from genresort.training.calibration import RealSongs, SongLearner
 from genresort.training.classifier import fit_classifier
 from genresort.training.dataset import TrainingSet, read_manifest, training_set
 from genresort.training.evaluation import choose_threshold, cross_validate, scores
 from genresort.training.fit import NETWORK_NAMES, prepare
 from genresort.training.openworld import features_of, read_realworld
 from genresort.training.realworld import (
-    EVIDENCE,
     MSD_GENRE_TAGS,
     TAGGER,
     UNSURE,
@@ -47,7 +47,6 @@ from genresort.training.realworld import (
     artist_folds,
     by_published_genre,
     cross_validate_rule,
-    evidence,
     fit_check_on,
     fit_placement_rule,
     is_right,
@@ -55,7 +54,6 @@ from genresort.training.realworld import (
     read_tag_names,
     score,
     tag_agreement,
-    with_songs,
 )
 
 NETWORKS = list(NETWORK_NAMES)
@@ -140,27 +138,14 @@ def shipped_decisions(model_dir: Path, study: Study) -> tuple[list[str], str]:
 # --- 2 and 3. holding back, calibrated on real songs ----------------------------------------------------------------
 
 
-def fit_genre_model(study: Study, song_labels: Sequence[str], songs: np.ndarray):
-    """A genre model as fit.py fits one, on GTZAN and on these real songs (their rows: whole clip and windows)
-    labelled with `song_labels` (songs labelled "" teach nothing)."""
-    rows = with_songs(study.gtzan, study.song_rows, song_labels, study.groups, songs)
-    return fit_classifier(rows.vectors, rows.genres, rows.groups, rows.weights)
-
-
 def gtzan_only_probabilities(study: Study) -> tuple[list[str], np.ndarray]:
-    model = fit_genre_model(study, [""] * len(study.groups), np.arange(0))
+    model = SongLearner(study.gtzan, study_songs(study), []).model(np.arange(0))
     return [str(genre) for genre in model.classes_], model.predict_proba(study.vectors)
 
 
-def learning_from_songs(study: Study, labels: Sequence[str]) -> Callable[[np.ndarray], np.ndarray]:
-    """ProbabilitiesFor of a genre model that learns from GTZAN and the given real songs (memoised: the rules
-    compared below ask for the same training sets)."""
-
-    @functools.cache
-    def probabilities(songs: bytes) -> np.ndarray:
-        return fit_genre_model(study, labels, np.frombuffer(songs, dtype=np.int64)).predict_proba(study.vectors)
-
-    return lambda songs: probabilities(np.asarray(songs, dtype=np.int64).tobytes())
+def study_songs(study: Study) -> RealSongs:
+    """The study's real songs as calibration.SongLearner takes them."""
+    return RealSongs(study.published, study.groups, study.clips, study.vectors, study.song_rows)
 
 
 def distance_to_gtzan(study: Study, components: int = 32, neighbours: int = 5) -> np.ndarray:
@@ -188,7 +173,10 @@ def compare_rules(study: Study, target: float, repeats: int) -> tuple[dict[str, 
         genres, study.clips[0], NETWORKS, read_tag_names(DEFAULT_MODEL_DIR / "musicnn" / "tags_msd.txt")
     )
     distance = distance_to_gtzan(study)
-    probabilities_for = {"gtzan": lambda songs: gtzan_only, "gtzan+songs": learning_from_songs(study, labels)}
+    probabilities_for = {
+        "gtzan": lambda songs: gtzan_only,
+        "gtzan+songs": SongLearner(study.gtzan, study_songs(study), labels).probabilities_for,
+    }
     genre_block = "top genre"  # the evidence's one column per genre
 
     def evidence_of(columns: tuple[str, ...]) -> Callable[[np.ndarray], np.ndarray]:
@@ -226,6 +214,7 @@ def compare_rules(study: Study, target: float, repeats: int) -> tuple[dict[str, 
             study.published,
             genres,
             target,
+            agreement,
         )
         results[rule.name] = cross_validate_rule(study.published, study.groups, fit, repeats=repeats)
         print(f"  {rule.name}: {describe(results[rule.name])}", flush=True)
@@ -275,10 +264,9 @@ def gtzan_side(study: Study, context: dict, target: float) -> dict:
     songs = np.arange(len(study.groups))
 
     def fit_with_songs(vectors, genres, groups, weights, seed):
-        rows = with_songs(
-            Rows(vectors, genres, groups, weights), study.song_rows, context["labels"], study.groups, songs
+        return SongLearner(Rows(vectors, genres, groups, weights), study_songs(study), context["labels"]).model(
+            songs, seed
         )
-        return fit_classifier(rows.vectors, rows.genres, rows.groups, rows.weights, seed)
 
     scored = [index for index, file in enumerate(study.gtzan_files) if file.scored]
     vectors = study.gtzan_rows.vectors[study.gtzan_rows.own_row][scored]
@@ -296,6 +284,7 @@ def gtzan_side(study: Study, context: dict, target: float) -> dict:
             study.published,
             context["genres"],
             target,
+            context["agreement"],
         )
         rows = evidence(result.probabilities, vectors, context["agreement"])
         placed = check.places(rows)

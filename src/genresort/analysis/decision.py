@@ -23,6 +23,11 @@ class Prediction:
     model_id: str
     music_probability: float | None = None
     heard_seconds: float | None = None  # how much sound the prediction rests on
+    # P(the top genre is right), from a placement check calibrated on real recordings; None: the model has none
+    placement_probability: float | None = None
+    # Distance to the music the model learnt from, in units of its familiarity threshold: above 1, the sound is
+    # unlike anything it learnt (a genre outside its taxonomy); None: the model cannot tell
+    novelty: float | None = None
 
     @property
     def genre(self) -> str:
@@ -51,6 +56,9 @@ class Thresholds:
     # A sound heard for less than this is too short to call not music (a 2 s rap fragment scores like speech):
     # below `music_sure` it is unsure instead.
     shortest_not_music_seconds: float = 0.0
+    # The placement check's threshold; when set (and the prediction has a placement probability), it decides
+    # instead of `confidence`
+    placement: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,18 +75,40 @@ class Decision:
         return UNSURE if self.kind is DecisionKind.UNSURE else NOT_MUSIC
 
 
+def sure_of_genre(prediction: Prediction, thresholds: Thresholds) -> bool:
+    """The placement check where the model has one (its probability means the same on a real song as on a GTZAN
+    clip), else the confidence; and never for a sound unlike the music the model learnt from."""
+    if prediction.novelty is not None and prediction.novelty > 1.0:
+        return False
+    if thresholds.placement is not None and prediction.placement_probability is not None:
+        return prediction.placement_probability >= thresholds.placement
+    return prediction.confidence >= thresholds.confidence
+
+
 def decide(prediction: Prediction, thresholds: Thresholds) -> Decision:
-    """First whether the sound is music at all, then a genre only when the model is confident enough to act
-    alone: a wrong genre in a person's tags is worse than none."""
+    """First whether the sound is music at all, then a genre only when the model is sure enough to act alone: a
+    wrong genre in a person's tags is worse than none."""
     music = prediction.music_probability
     long_enough = (prediction.heard_seconds or 0.0) >= thresholds.shortest_not_music_seconds
     if music is not None and music < thresholds.music and long_enough:
         kind = DecisionKind.NOT_MUSIC
-    elif (music is None or music >= thresholds.music_sure) and prediction.confidence >= thresholds.confidence:
+    elif (music is None or music >= thresholds.music_sure) and sure_of_genre(prediction, thresholds):
         kind = DecisionKind.GENRE
     else:
         kind = DecisionKind.UNSURE
     return Decision(kind, prediction, thresholds)
+
+
+def unsure_reason(decision: Decision) -> str:
+    """Which of the decision's tests held the genre back, in words (for an unsure decision)."""
+    prediction, thresholds = decision.prediction, decision.thresholds
+    if prediction.music_probability is not None and prediction.music_probability < thresholds.music_sure:
+        return f"not sure it is music: {prediction.music_probability:.0%}"
+    if prediction.novelty is not None and prediction.novelty > 1.0:
+        return "unlike the music the model learnt from"
+    if thresholds.placement is not None and prediction.placement_probability is not None:
+        return f"right {prediction.placement_probability:.0%} of the time, below {thresholds.placement:.0%}"
+    return f"below {thresholds.confidence:.0%}"
 
 
 def decision_fields(decision: Decision) -> dict[str, object]:
@@ -92,6 +122,11 @@ def decision_fields(decision: Decision) -> dict[str, object]:
         "threshold": round(decision.thresholds.confidence, 4),
         "model": prediction.model_id,
     }
+    if prediction.placement_probability is not None and decision.thresholds.placement is not None:
+        fields["placement_probability"] = round(prediction.placement_probability, 4)
+        fields["placement_threshold"] = round(decision.thresholds.placement, 4)
+    if prediction.novelty is not None:
+        fields["novelty"] = round(prediction.novelty, 4)
     if prediction.music_probability is not None:
         fields["music_probability"] = round(prediction.music_probability, 4)
         fields["music_threshold"] = round(decision.thresholds.music, 4)

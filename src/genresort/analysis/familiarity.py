@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genresort.analysis.model import ModelError, numbers, refuse_constant
+from genresort.analysis.model_file import ModelError, numbers, refuse_constant
 
 FAMILIARITY_FORMAT = "genresort-familiarity/1"
 FORMULA = (

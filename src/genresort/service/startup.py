@@ -11,7 +11,7 @@ from pathlib import Path
 
 from structlog.typing import FilteringBoundLogger
 
-from genresort.analysis.model import ModelError
+from genresort.analysis.model_file import ModelError
 from genresort.config import ConfigError, Settings, check_genre_names
 from genresort.library.journal import Journal, JournalDamaged, JournalError, move_aside
 from genresort.library.lock import AlreadyRunning, InstanceLock
@@ -119,8 +119,8 @@ def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
     """The pipeline's policy for this model; ConfigError if genre_names renames a genre the model does not have."""
     check_genre_names(settings.genre_names, model.genres)
     thresholds = model.thresholds
-    if settings.confidence_threshold is not None:
-        thresholds = replace(thresholds, confidence=settings.confidence_threshold)
+    if settings.confidence_threshold is not None:  # the person's threshold decides, not the model's check
+        thresholds = replace(thresholds, confidence=settings.confidence_threshold, placement=None)
     if settings.music_threshold is not None:
         thresholds = replace(thresholds, music=settings.music_threshold, music_sure=settings.music_threshold)
     return SortPolicy(

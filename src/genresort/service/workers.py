@@ -19,7 +19,8 @@ from threadpoolctl import threadpool_limits
 
 from genresort.analysis import audio
 from genresort.analysis.decision import Prediction, Thresholds
-from genresort.analysis.model import GenreModel, ModelError
+from genresort.analysis.model import GenreModel
+from genresort.analysis.model_file import ModelError
 
 _CONTEXT = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded process
 _STARTUP_SECONDS = 120.0

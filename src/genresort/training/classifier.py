@@ -1,6 +1,6 @@
 """The classifier: one scikit-learn Pipeline (scaling, classifier, probability calibration), fitted on
 artist-grouped folds so the calibration never sees an artist it was trained on, and exported as plain arrays
-(analysis.model.LinearClassifier) for the model file."""
+(analysis.model_file.LinearClassifier) for the model file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from genresort.analysis.model import LinearClassifier
+from genresort.analysis.model_file import LinearClassifier
 
 
 def make_classifier(calibration_splits: list[tuple[np.ndarray, np.ndarray]], regularisation: float = 0.02) -> Pipeline:

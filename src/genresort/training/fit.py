@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import platform
 import shutil
-from dataclasses import asdict
+from collections import Counter
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -13,16 +14,43 @@ from pathlib import Path
 import numpy as np
 
 from genresort.analysis.audio import WindowPlan
+from genresort.analysis.decision import DecisionKind, decide
+from genresort.analysis.familiarity import Familiarity
 from genresort.analysis.features.clip import ClipFeatures, FeatureSet
 from genresort.analysis.features.embedding import MusicnnNetwork
-from genresort.analysis.model import CARD_JSON, CARD_MARKDOWN, MODEL_FILE, NETWORK_FOLDER
+from genresort.analysis.model import CARD_JSON, CARD_MARKDOWN, MODEL_FILE, NETWORK_FOLDER, GenreModel
+from genresort.analysis.placement_check import EVIDENCE
 from genresort.digest import sha256_file
 from genresort.paths import DEFAULT_MODEL_DIR
+from genresort.training.calibration import Calibrated, calibrate, read_real_songs
 from genresort.training.classifier import export_classifier, fit_classifier
-from genresort.training.dataset import DataSetError, FeatureCache, LabelledFile, extract_features, training_set
-from genresort.training.evaluation import cross_validate, format_comparison, format_scores, plot_confusion, scores
+from genresort.training.dataset import (
+    DataSetError,
+    FeatureCache,
+    LabelledFile,
+    TrainingSet,
+    extract_features,
+    training_set,
+)
+from genresort.training.evaluation import (
+    cross_validate,
+    format_comparison,
+    format_scores,
+    plot_confusion,
+    plot_reliability,
+    scores,
+)
+from genresort.training.familiarity import fit_familiarity
+from genresort.training.music_detector import evaluate_detector
+from genresort.training.open_world_figures import nonmusic_figures, nonmusic_markdown
 
 NETWORK_NAMES = ("msd_musicnn", "mtt_musicnn")
+GTZAN_GENRES = ("Blues", "Classical", "Country", "Disco", "Hip-Hop", "Jazz", "Metal", "Pop", "Reggae", "Rock")
+TAGS_FILE = DEFAULT_MODEL_DIR / NETWORK_FOLDER / "tags_msd.txt"
+CHECK_FILE = "placement_check.json"
+RELIABILITY = "reliability.png"
+FAMILIARITY_FILE = "familiarity.json"
+FAMILIARITY_NEIGHBOURS = 3
 SHIPPED_FEATURE_SET = FeatureSet.EMBEDDING
 TARGET_PRECISION = 0.9
 HEADLINE_FIGURES = ("clips", "accuracy", "balanced_accuracy", "macro_f1", "expected_calibration_error", "threshold")
@@ -61,30 +89,56 @@ def comparison_report(results: dict[str, dict]) -> str:
     return "\n".join(sections)
 
 
-def evaluate(files: list[LabelledFile], report_dir: Path, cache_dir: Path, repeats: int = 3) -> str:
-    """Grouped cross-validation of each feature set; writes report.json, report.md and confusion PNGs."""
-    results = compare_feature_sets(*prepare(files, cache_dir), repeats=repeats)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    for name, figures in results.items():
-        plot_confusion(figures, f"{name} (artist-grouped CV)", report_dir / f"confusion-{name}.png")
-    report = comparison_report(results)
-    (report_dir / "report.md").write_text(report + "\n")
-    (report_dir / "report.json").write_text(json.dumps(results, indent=2) + "\n")
+def evaluate(
+    files: list[LabelledFile],
+    report_dir: Path,
+    cache_dir: Path,
+    repeats: int = 3,
+    realworld: Path | None = None,
+    open_world_data: Path | None = None,
+) -> str:
+    """Every figure `train` measures, for a model trained (into `report_dir`/model) but not installed: report.md
+    is its model card, report.json its machine-readable twin, with the confusion and reliability PNGs beside."""
+    model_dir = report_dir / "model"
+    card = train(files, model_dir, cache_dir, "evaluation", repeats, realworld, open_world_data)
+    report = (model_dir / CARD_MARKDOWN).read_text()
+    (report_dir / "report.md").write_text(report)
+    (report_dir / "report.json").write_text(json.dumps(card, indent=2) + "\n")
+    for picture in model_dir.glob("*.png"):
+        shutil.copyfile(picture, report_dir / picture.name)
     return report
 
 
 def train(
-    files: list[LabelledFile], output_dir: Path, cache_dir: Path, data_description: str, repeats: int = 3
+    files: list[LabelledFile],
+    output_dir: Path,
+    cache_dir: Path,
+    data_description: str,
+    repeats: int = 3,
+    realworld: Path | None = None,
+    open_world_data: Path | None = None,
 ) -> dict:
-    """Cross-validate (`repeats` times 5 folds), fit on everything, and write the model with its card."""
+    """Cross-validate (`repeats` times 5 folds), fit on everything, and write the model with its card. With the
+    real-world development set (`realworld`, a folder with its MANIFEST.tsv), the classifier also learns its songs
+    and a placement check calibrated on them decides what is placed. With `open_world_data` (the shared data folder:
+    GTZAN, realworld/ and nonmusic/), the card also says what the model does with sounds that are not music."""
+    if realworld is not None:
+        refuse_other_taxonomies(files, realworld)
     detector = shipped_detector()  # read before output_dir, which may be the shipped model's folder, is rewritten
     kept, clips = prepare(files, cache_dir)
     comparison = compare_feature_sets(kept, clips, repeats)
     figures = comparison[SHIPPED_FEATURE_SET.value]
     rows = training_set(clips, SHIPPED_FEATURE_SET, list(NETWORK_NAMES))
-    genres = np.array([file.genre for file in kept])[rows.clip_of_row]
-    groups = np.array([file.group for file in kept])[rows.clip_of_row]
-    classifier = export_classifier(fit_classifier(rows.vectors, genres, groups, rows.weights))
+    calibrated = None
+    if realworld is None:
+        genres = np.array([file.genre for file in kept])[rows.clip_of_row]
+        groups = np.array([file.group for file in kept])[rows.clip_of_row]
+        classifier = export_classifier(fit_classifier(rows.vectors, genres, groups, rows.weights))
+    else:
+        songs = read_real_songs(realworld / "MANIFEST.tsv", cache_dir, NETWORK_NAMES)
+        calibrated = calibrate(kept, rows, songs, TAGS_FILE, NETWORK_NAMES, TARGET_PRECISION, repeats)
+        classifier = export_classifier(calibrated.classifier)
+        figures = scores(calibrated.gtzan, TARGET_PRECISION)
 
     output_dir.mkdir(parents=True, exist_ok=True)
     for source in network_files(DEFAULT_MODEL_DIR):
@@ -102,9 +156,98 @@ def train(
         entry, content = detector
         (output_dir / entry["file"]).write_bytes(content)
         card["music_detector"] = entry
+    if calibrated is None:
+        familiarity_path = output_dir / FAMILIARITY_FILE
+        familiarity_path.write_text(familiarity_of(kept, rows).to_json())
+        card["familiarity"] = {"file": familiarity_path.name, "sha256": sha256_file(familiarity_path)}
+    else:
+        check_path = output_dir / CHECK_FILE
+        check_path.write_text(calibrated.check.classifier.to_json())
+        card["placement_check"] = check_card_entry(calibrated, check_path, realworld, repeats)
+        plot_reliability(reliability_curves(calibrated), "reliability (held-out artists)", output_dir / RELIABILITY)
     (output_dir / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
+    if open_world_data is not None and detector is not None:
+        card["open_world"] = open_world_figures(output_dir, open_world_data, cache_dir, repeats)
+        (output_dir / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
     (output_dir / CARD_MARKDOWN).write_text(model_card_markdown(card, figures, format_comparison(comparison)))
     return card
+
+
+def familiarity_of(files: list[LabelledFile], rows: TrainingSet) -> Familiarity:
+    """How far a sound lies from the clips of a model without a placement check (a person's own genres): a song of
+    none of its genres is unsure, not the nearest genre at 1.0. At most as many neighbours as the smallest genre has
+    clips, so that a file's nearest clips stay within one genre."""
+    scored = np.flatnonzero([file.scored for file in files])
+    smallest = min(Counter(files[index].genre for index in scored).values())
+    try:
+        return fit_familiarity(
+            rows.vectors[rows.own_row[scored]],
+            [files[index].group for index in scored],
+            neighbours=min(FAMILIARITY_NEIGHBOURS, smallest),
+        )
+    except ValueError as error:
+        raise DataSetError(f"cannot measure how far a new song lies from the training clips: {error}") from error
+
+
+def reliability_curves(calibrated: Calibrated) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """What each number the decision reads means: the top genre's probability on GTZAN clips and on real songs, and
+    the placement check's probability on real songs (all held out by artist)."""
+    gtzan = calibrated.gtzan
+    songs = calibrated.songs
+    gtzan_top = np.array(gtzan.genres)[gtzan.probabilities.argmax(axis=1)]
+    return {
+        "GTZAN clips: top genre's probability": (gtzan.probabilities.max(axis=1), gtzan_top == gtzan.true_genres),
+        "real songs: top genre's probability": (songs.confidence, songs.right),
+        "real songs: placement check": (songs.check_probability, songs.right),
+    }
+
+
+def open_world_figures(model_dir: Path, data: Path, cache_dir: Path, repeats: int) -> dict:
+    """The written model on sounds that are not music and on music, its detector held out by source: every sample
+    is decided as the daemon decides, with the held-out detector's verdict in place of the shipped detector's."""
+    model = GenreModel.load(model_dir)
+    held, vectors = evaluate_detector(data, cache_dir, repeats)
+    genre_alone = replace(model.thresholds, music=0.0, music_sure=0.0)
+
+    def places(rows: np.ndarray) -> np.ndarray:
+        return np.array([decide(model.predict_vector(row), genre_alone).kind is DecisionKind.GENRE for row in rows])
+
+    return nonmusic_figures(held, vectors, places, model.thresholds.music_sure)
+
+
+def refuse_other_taxonomies(files: list[LabelledFile], realworld: Path) -> None:
+    """The real-world songs' published genres are matched to GTZAN's ten by the README's table, which knows no other
+    genre: a person's own taxonomy is decided by the confidence alone."""
+    unknown = sorted({file.genre for file in files} - set(GTZAN_GENRES))
+    if unknown:
+        raise DataSetError(
+            f"cannot calibrate on the real-world songs in {realworld}: their compatibility table knows GTZAN's genres "
+            f"only, not {', '.join(unknown)}; train without them"
+        )
+
+
+def check_card_entry(calibrated: Calibrated, path: Path, realworld: Path, repeats: int) -> dict:
+    """What the model card says of the placement check: its file, threshold, the tag agreement's arrays, and what the
+    recipe did on real songs of held-out artists."""
+    held_out = calibrated.held_out
+    low, high = held_out.precision_range
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "threshold": calibrated.check.threshold,
+        "target_precision": TARGET_PRECISION,
+        "evidence": [*EVIDENCE, *(f"top genre is {genre}" for genre in calibrated.genres)],
+        "tag_columns": calibrated.check.agreement.columns.tolist(),
+        "tag_support": calibrated.check.agreement.support.tolist(),
+        "figures": {
+            "data": str(realworld),
+            "protocol": f"5 artist-grouped folds x {repeats} repeats; genre model and check fitted on the training "
+            "folds only, the check on out-of-fold probabilities",
+            "coverage": held_out.coverage,
+            "precision": held_out.precision,
+            "precision_range": [low, high],
+        },
+    }
 
 
 def shipped_detector() -> tuple[dict, bytes] | None:
@@ -200,7 +343,10 @@ def model_card_markdown(card: dict, figures: dict, comparison_table: str) -> str
         f"{threshold['precision']:.1%} are right "
         f"(target {threshold['target_precision']:.0%}).",
         "",
+        *placement_check_markdown(card.get("placement_check")),
+        *familiarity_markdown(card.get("familiarity")),
         *music_detector_markdown(card.get("music_detector")),
+        *open_world_markdown(card.get("open_world")),
         format_scores(figures),
         "",
         "## Feature sets compared (same protocol)",
@@ -215,6 +361,58 @@ def model_card_markdown(card: dict, figures: dict, comparison_table: str) -> str
         "",
     ]
     return "\n".join(lines)
+
+
+def placement_check_markdown(entry: dict | None) -> list[str]:
+    if entry is None:
+        return []
+    figures = entry["figures"]
+    low, high = figures["precision_range"]
+    return [
+        "## Placement check (calibrated on real recordings)",
+        "",
+        f"A genre is placed when `{entry['file']}` (sha256 `{entry['sha256']}`) gives a probability of at least "
+        f"{entry['threshold']:.3f} that the top genre is right, from the evidence "
+        f"{', '.join(entry['evidence'][: len(EVIDENCE)])} and the top genre itself; otherwise the file is unsure. "
+        "It replaces the confidence threshold above, which was chosen on GTZAN clips and protects nothing outside "
+        f"them. The classifier also learnt the real songs of `{figures['data']}` under pseudo-labels (of each song's "
+        "compatible genres, the one a GTZAN-only model found likeliest).",
+        "",
+        f"- Real songs of held-out artists ({figures['protocol']}): {figures['coverage']:.1%} placed, "
+        f"{figures['precision']:.1%} of them in a compatible genre ({low:.1%}-{high:.1%} over the repeats; "
+        f"target {entry['target_precision']:.0%}).",
+        f"- Reliability diagram (`{RELIABILITY}`): the top genre's probability against how often it is right, on GTZAN "
+        "clips and on real songs, and the placement check's probability on real songs, all held out by artist.",
+        "",
+    ]
+
+
+def familiarity_markdown(entry: dict | None) -> list[str]:
+    if entry is None:
+        return []
+    return [
+        "## Familiarity (songs of none of these genres)",
+        "",
+        f"`{entry['file']}` (sha256 `{entry['sha256']}`) keeps the training clips on 32 principal axes of the "
+        "embedding. A file whose mean distance to its nearest clips is beyond the threshold (which keeps 98% of clips "
+        "of artists held out while fitting) is unlike the music the model learnt, and goes to `unsure` however sure "
+        "the genre looks: a model of a few genres would otherwise put every other song in one of them.",
+        "",
+    ]
+
+
+def open_world_markdown(figures: dict | None) -> list[str]:
+    if figures is None:
+        return []
+    return [
+        "## The open world: sounds that are not music",
+        "",
+        "Each file decided as the daemon decides, with the music detector held out by speaker, source or artist "
+        "(grouped cross-validation) in place of the shipped one.",
+        "",
+        *nonmusic_markdown(figures),
+        "",
+    ]
 
 
 def music_detector_markdown(entry: dict | None) -> list[str]:

@@ -26,7 +26,8 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from genresort.analysis.features.clip import ClipFeatures, FeatureSet, taggram_mean_columns
-from genresort.analysis.model import DETECTOR_CLASSES, LinearClassifier
+from genresort.analysis.model import DETECTOR_CLASSES
+from genresort.analysis.model_file import LinearClassifier
 from genresort.training.classifier import export_logistic
 from genresort.training.dataset import TrainingSet, read_manifest, training_set
 from genresort.training.openworld import NonMusicFile, features_of, read_nonmusic, read_realworld

@@ -1,0 +1,164 @@
+"""Calibration on real recordings (issue 7, parts 2-3): the shipped genre classifier learns GTZAN and the real songs
+under their pseudo-labels, and its placement check is fitted on real songs, on the probabilities of genre models
+that never heard them. The whole recipe is measured on held-out artists before it is fitted on everything.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from genresort.analysis.features.clip import ClipFeatures, FeatureSet, feature_vector
+from genresort.analysis.placement_check import PlacementCheck, evidence
+from genresort.training.classifier import fit_classifier
+from genresort.training.dataset import LabelledFile, TrainingSet, training_set
+from genresort.training.evaluation import CrossValidation, cross_validate
+from genresort.training.openworld import features_of, read_realworld
+from genresort.training.realworld import (
+    CHECK_FOLDS,
+    HeldOut,
+    Rows,
+    artist_folds,
+    cross_validate_rule,
+    fit_check_on,
+    fit_placement_rule,
+    is_right,
+    pseudo_labels,
+    read_tag_names,
+    tag_agreement,
+    with_songs,
+)
+
+
+@dataclass(frozen=True)
+class RealSongs:
+    """The real-world development set's songs with their features."""
+
+    published: list[tuple[str, ...]]  # each song's published (AllMusic) genres
+    groups: list[str]  # artist groups
+    clips: list[ClipFeatures]
+    vectors: np.ndarray  # (songs, features) whole-clip embedding vectors
+    rows: TrainingSet  # the songs' classifier rows: whole clips and windows, as GTZAN's
+
+
+def read_real_songs(manifest: Path, cache: Path, network_names: Sequence[str]) -> RealSongs:
+    songs, clips = features_of(read_realworld(manifest), cache)
+    names = list(network_names)
+    return RealSongs(
+        published=[song.published_genres for song in songs],
+        groups=[song.group for song in songs],
+        clips=clips,
+        vectors=np.stack([feature_vector(clip, FeatureSet.EMBEDDING, names) for clip in clips]),
+        rows=training_set(clips, FeatureSet.EMBEDDING, names),
+    )
+
+
+def gtzan_rows(files: list[LabelledFile], rows: TrainingSet) -> Rows:
+    """GTZAN's classifier rows with each row's genre and artist group."""
+    return Rows(
+        rows.vectors,
+        np.array([file.genre for file in files])[rows.clip_of_row],
+        np.array([file.group for file in files])[rows.clip_of_row],
+        rows.weights,
+    )
+
+
+class SongLearner:
+    """Genre models that learn GTZAN and some of the real songs, each under its pseudo-label. Memoised: the rule's
+    cross-validation asks for the same training sets again."""
+
+    def __init__(self, gtzan: Rows, songs: RealSongs, labels: Sequence[str]):
+        self.gtzan = gtzan
+        self.songs = songs
+        self.labels = list(labels)
+        self.probabilities = functools.cache(self._probabilities)
+
+    def model(self, chosen: np.ndarray, seed: int = 0) -> Pipeline:
+        rows = with_songs(self.gtzan, self.songs.rows, self.labels, self.songs.groups, np.asarray(chosen, dtype=int))
+        return fit_classifier(rows.vectors, rows.genres, rows.groups, rows.weights, seed)
+
+    def probabilities_for(self, chosen: np.ndarray) -> np.ndarray:
+        """(songs, genres) probabilities of every song from the model that learnt GTZAN and the `chosen` songs."""
+        return self.probabilities(tuple(int(index) for index in chosen))
+
+    def _probabilities(self, chosen: tuple[int, ...]) -> np.ndarray:
+        return self.model(np.array(chosen, dtype=int)).predict_proba(self.songs.vectors)
+
+
+@dataclass(frozen=True)
+class HeldOutSongs:
+    """One artist-grouped pass over the real songs, each judged by a genre model and a check fitted without its
+    artist: what a reliability diagram draws."""
+
+    confidence: np.ndarray  # (songs,) the top genre's probability
+    check_probability: np.ndarray  # (songs,) the check's P(the top genre is right)
+    right: np.ndarray  # (songs,) whether the top genre is compatible with a published genre
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    classifier: Pipeline  # learnt GTZAN and every real song that has a pseudo-label
+    check: PlacementCheck  # fitted on every real song
+    genres: list[str]  # the classifier's (and the check's one-hot) genre order
+    held_out: HeldOut  # the recipe's decisions on held-out artists, per repeat
+    songs: HeldOutSongs
+    gtzan: CrossValidation  # GTZAN's artist-grouped cross-validation of a classifier that also learns the songs
+
+
+def calibrate(
+    files: list[LabelledFile],
+    rows: TrainingSet,
+    songs: RealSongs,
+    tags_file: Path,
+    network_names: Sequence[str],
+    target_precision: float,
+    repeats: int,
+) -> Calibrated:
+    """Measure the recipe (5 artist folds x `repeats` on the real songs; GTZAN's grouped cross-validation), then
+    fit it on everything."""
+    gtzan = gtzan_rows(files, rows)
+    first_model = fit_classifier(gtzan.vectors, gtzan.genres, gtzan.groups, gtzan.weights)
+    genres = [str(genre) for genre in first_model.classes_]
+    labels = pseudo_labels(songs.published, first_model.predict_proba(songs.vectors), genres)
+    learner = SongLearner(gtzan, songs, labels)
+    agreement = tag_agreement(genres, songs.clips[0], network_names, read_tag_names(tags_file))
+
+    def evidence_of(probabilities: np.ndarray) -> np.ndarray:
+        return evidence(probabilities, songs.vectors, agreement)
+
+    def check_on(files: np.ndarray) -> PlacementCheck:
+        return fit_check_on(
+            files,
+            learner.probabilities_for,
+            evidence_of,
+            songs.groups,
+            songs.published,
+            genres,
+            target_precision,
+            agreement,
+        )
+
+    rule = fit_placement_rule(
+        learner.probabilities_for, evidence_of, songs.groups, songs.published, genres, target_precision, agreement
+    )
+    held_out = cross_validate_rule(songs.published, songs.groups, rule, repeats=repeats)
+    judged = HeldOutSongs(np.zeros(len(songs.groups)), np.zeros(len(songs.groups)), np.zeros(len(songs.groups), bool))
+    for train, test in artist_folds(songs.groups, CHECK_FOLDS, seed=0):
+        check = check_on(train)
+        probabilities = learner.probabilities_for(train)
+        top = np.asarray(genres)[probabilities.argmax(axis=1)]
+        judged.confidence[test] = probabilities.max(axis=1)[test]
+        judged.check_probability[test] = check.probability(evidence_of(probabilities))[test]
+        judged.right[test] = [is_right(top[index], songs.published[index]) for index in test]
+    everything = np.arange(len(songs.groups))
+
+    def fit_with_songs(vectors, genre_labels, groups, weights, seed) -> Pipeline:
+        return SongLearner(Rows(vectors, genre_labels, groups, weights), songs, labels).model(everything, seed)
+
+    gtzan_cv = cross_validate(files, rows, repeats=repeats, fit=fit_with_songs)
+    return Calibrated(learner.model(everything), check_on(everything), genres, held_out, judged, gtzan_cv)
