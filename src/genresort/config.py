@@ -67,7 +67,11 @@ class Settings(BaseSettings):
     )
     model_dir: Path = Field(DEFAULT_MODEL_DIR, description="the trained model and its card")
     confidence_threshold: float | None = Field(
-        None, ge=0.0, le=1.0, description="below this a file goes to `unsure`; unset: the model card's value"
+        None,
+        ge=0.0,
+        le=1.0,
+        description="set: the top genre's probability alone decides, below this a file goes to `unsure`; unset: the "
+        "model's placement check (or its card's confidence threshold)",
     )
     music_threshold: float | None = Field(
         None,

@@ -34,6 +34,7 @@ from genresort.training.dataset import (
 )
 from genresort.training.evaluation import (
     cross_validate,
+    expected_calibration_error,
     format_comparison,
     format_scores,
     plot_confusion,
@@ -246,6 +247,10 @@ def check_card_entry(calibrated: Calibrated, path: Path, realworld: Path, repeat
             "coverage": held_out.coverage,
             "precision": held_out.precision,
             "precision_range": [low, high],
+            "expected_calibration_error": {
+                name: expected_calibration_error(correct, confidence)
+                for name, (confidence, correct) in reliability_curves(calibrated).items()
+            },
         },
     }
 
@@ -381,6 +386,9 @@ def placement_check_markdown(entry: dict | None) -> list[str]:
         f"- Real songs of held-out artists ({figures['protocol']}): {figures['coverage']:.1%} placed, "
         f"{figures['precision']:.1%} of them in a compatible genre ({low:.1%}-{high:.1%} over the repeats; "
         f"target {entry['target_precision']:.0%}).",
+        "- Expected calibration error (held out by artist): "
+        + "; ".join(f"{name} {error:.3f}" for name, error in figures["expected_calibration_error"].items())
+        + ".",
         f"- Reliability diagram (`{RELIABILITY}`): the top genre's probability against how often it is right, on GTZAN "
         "clips and on real songs, and the placement check's probability on real songs, all held out by artist.",
         "",
