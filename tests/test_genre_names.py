@@ -145,3 +145,12 @@ def test_classify_refuses_a_name_that_is_not_a_genre_of_the_model(tmp_path: Path
     result = classify("--config", str(config_with_names(tmp_path, {"HipHop": "Rap"})), str(song))
     assert result.returncode == 2 and result.stdout == ""
     assert "genre_names: 'HipHop' is not a genre of the model (did you mean 'Hip-Hop'?" in result.stderr
+
+
+def test_folder_names_that_differ_only_in_case_are_refused() -> None:
+    """On FAT, exFAT, SMB or macOS, `Pop/` and `pop/` are one folder: a merge must spell the name alike."""
+    with pytest.raises(ConfigError, match="'Pop' and 'pop' differ only in case"):
+        check_genre_names({"Disco": "pop"}, GENRES)
+    with pytest.raises(ConfigError, match="'RAP' and 'Rap' differ only in case"):
+        check_genre_names({"Hip-Hop": "Rap", "Reggae": "RAP"}, GENRES)
+    check_genre_names({"Disco": "pop", "Pop": "pop"}, GENRES)  # both renamed alike: one folder, "pop"

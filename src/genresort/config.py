@@ -171,14 +171,22 @@ def bad_name(name: str) -> str | None:
 
 
 def check_genre_names(names: Mapping[str, str], genres: Sequence[str]) -> None:
-    """Refuse a genre_names key that is not one of the model's `genres`: a misspelt one would rename nothing,
-    silently."""
+    """Refuse a genre_names key that is not one of the model's `genres` (a misspelt one would rename nothing,
+    silently), and names of folders that differ only in case."""
     problems = []
     for key in names:
         if key not in genres:
             closest = difflib.get_close_matches(key, genres, n=1)
             hint = f"did you mean {closest[0]!r}? " if closest else ""
             problems.append(f"{key!r} is not a genre of the model ({hint}its genres: {', '.join(genres)})")
+    folders: dict[str, str] = {}
+    for name in sorted({names.get(genre, genre) for genre in genres}):
+        other = folders.setdefault(name.casefold(), name)
+        if other != name:
+            problems.append(
+                f"{other!r} and {name!r} differ only in case: on a file system that ignores case (FAT, exFAT, SMB, "
+                "macOS) they would be one folder; spell them alike"
+            )
     if problems:
         raise ConfigError(f"genre_names: {'; '.join(problems)}")
 
