@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genresort.analysis.model_file import ModelError, numbers, refuse_constant
+from genresort.analysis.model_file import ModelError, numbers, read_document
 
 FAMILIARITY_FORMAT = "genresort-familiarity/1"
 FORMULA = (
@@ -68,12 +68,7 @@ class Familiarity:
 
 def parse_familiarity(text: bytes | str) -> Familiarity:
     """A Familiarity from its JSON; raises ModelError saying what is wrong with a malformed one."""
-    try:
-        document = json.loads(text, parse_constant=refuse_constant)
-    except ValueError as error:
-        raise ModelError(f"it is not valid UTF-8 JSON ({error})") from error
-    if not isinstance(document, dict) or document.get("format") != FAMILIARITY_FORMAT:
-        raise ModelError(f"its format is not {FAMILIARITY_FORMAT}")
+    document = read_document(text, FAMILIARITY_FORMAT)
     components = numbers(document, "components", (None, None))
     features, dimensions = components.shape
     if features == 0 or dimensions == 0:

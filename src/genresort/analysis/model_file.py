@@ -91,14 +91,20 @@ def numbers(document: dict, key: str, shape: tuple[int | None, ...]) -> np.ndarr
     return values
 
 
-def parse_classifier(text: bytes | str) -> LinearClassifier:
-    """A LinearClassifier from its JSON; raises ModelError saying what is wrong with a malformed one."""
+def read_document(text: bytes | str, file_format: str) -> dict:
+    """The JSON object of a model file that says it is `file_format`; ModelError if it is not."""
     try:
         document = json.loads(text, parse_constant=refuse_constant)
     except ValueError as error:
         raise ModelError(f"it is not valid UTF-8 JSON ({error})") from error
-    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
-        raise ModelError(f"its format is not {MODEL_FORMAT}")
+    if not isinstance(document, dict) or document.get("format") != file_format:
+        raise ModelError(f"its format is not {file_format}")
+    return document
+
+
+def parse_classifier(text: bytes | str) -> LinearClassifier:
+    """A LinearClassifier from its JSON; raises ModelError saying what is wrong with a malformed one."""
+    document = read_document(text, MODEL_FORMAT)
     classes = document.get("classes")
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(name, str) for name in classes):
         raise ModelError("'classes' is not a list of at least two genre names")
