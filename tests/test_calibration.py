@@ -15,6 +15,8 @@ from genresort.analysis.model import GenreModel
 from genresort.training.dataset import read_manifest
 from genresort.training.fit import evaluate
 
+#: Fitting and measuring the whole recipe on the small copy takes about 2-3 minutes alone on two cores.
+pytestmark = pytest.mark.timeout(900)
 GENRES = ("classical", "hiphop", "jazz", "metal")
 CLIPS_PER_GENRE = 10
 SONGS = 45

@@ -106,8 +106,9 @@ def test_twenty_shared_clips_are_sorted_with_their_tags(tmp_path: Path, start_da
     exactly one of library/<Genre>/ or unsure/, tagged (ID3v2.3, TCON when sorted, confidence, top 3, model),
     with its audio bytes untouched; the inbox is left empty.
 
-    These are training clips, so "most land in their own genre's folder" only checks the wiring (labels,
-    folder names, tags), it claims nothing about accuracy.
+    These are training clips, so "those sorted land in their own genre's folder" only checks the wiring (labels,
+    folder names, tags), it claims nothing about accuracy. About half are sorted: the placement check, calibrated
+    on real songs, holds back the genres whose top place is seldom right there (Blues, Classical, Reggae).
     """
     clips = {(genre, number): shared_clip(genre, number) for genre in GENRES for number in (0, 1)}
     folders = Folders(tmp_path)
@@ -119,7 +120,7 @@ def test_twenty_shared_clips_are_sorted_with_their_tags(tmp_path: Path, start_da
         sources[key] = Path(shutil.copyfile(clip, folders.inbox / clip.name))
     daemon.wait_for(lambda: all(daemon.outcomes(source) for source in sources.values()), "20 outcomes", 240)
 
-    in_own_genre = 0
+    in_own_genre = sorted_count = 0
     for (genre, number), source in sources.items():
         outcomes = daemon.outcomes(source)
         assert len(outcomes) == 1, outcomes
@@ -129,6 +130,7 @@ def test_twenty_shared_clips_are_sorted_with_their_tags(tmp_path: Path, start_da
         if outcome["event"] == "file.sorted":
             assert destination.parent == folders.library / outcome["decision"]
             in_own_genre += outcome["decision"] == GTZAN_GENRE_NAMES[genre]
+            sorted_count += 1
         else:
             assert destination.parent == folders.unsure and outcome["decision"] == "unsure"
         assert destination.name == source.name
@@ -141,7 +143,8 @@ def test_twenty_shared_clips_are_sorted_with_their_tags(tmp_path: Path, start_da
     assert set(placed.values()) == {1}
     assert files_under(folders.inbox) == [], "the inbox is left empty"
     assert files_under(folders.quarantine) == []
-    assert in_own_genre >= 14, f"only {in_own_genre} of 20 training clips sorted into their own genre's folder"
+    assert sorted_count >= 8, f"only {sorted_count} of 20 training clips sorted"
+    assert in_own_genre == sorted_count, f"{sorted_count - in_own_genre} training clips sorted into another genre"
     assert daemon.terminate() == 0
     assert daemon.junk() == [], "stdout holds only JSON lines"
 

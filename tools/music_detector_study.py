@@ -35,6 +35,7 @@ from genresort.paths import DEFAULT_MODEL_DIR
 from genresort.training.dataset import training_set
 from genresort.training.fit import NETWORK_NAMES, network_files
 from genresort.training.music_detector import (
+    MUSIC_LOSS,
     REGULARISATION,
     HeldOut,
     cross_validate_detector,
@@ -178,7 +179,8 @@ def main() -> None:
         f"{sum(not s.is_music for s in scored)} non-music files "
         f"({len({s.group for s in scored if not s.is_music})} speakers, recording groups or generators); "
         f"{len(samples) - len(scored)} GTZAN fragments train only. 5 folds x {options.repeats} repeats, grouped; "
-        "each fold's threshold from a 3-fold grouped cross-validation of its training part (1% music loss allowed).",
+        "each fold's threshold from a 3-fold grouped cross-validation of its training part "
+        f"({MUSIC_LOSS:.1%} music loss allowed).",
         "",
         "| input, C | non-music called music | music called not-music | GTZAN Hip-Hop called not-music | "
         "median threshold |",
