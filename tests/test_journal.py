@@ -226,6 +226,23 @@ def test_a_journal_from_another_schema_version_is_refused(tmp_path: Path) -> Non
         Journal(database)
 
 
+def test_a_journal_of_the_first_version_is_opened_and_gains_the_arrivals_table(tmp_path: Path) -> None:
+    """A journal written before arrivals were kept (version 1: the files table alone) keeps its records and is
+    upgraded in place; its records simply have nothing kept for an undo."""
+    database = tmp_path / "journal.sqlite3"
+    with Journal(database) as journal:
+        record = journal.claim(Path("/inbox/old.mp3"), "ab" * 32, 3, 4)
+    with sqlite3.connect(database) as connection:
+        connection.execute("DROP TABLE arrivals")
+        connection.execute("UPDATE schema_version SET version = 1")
+
+    with Journal(database) as journal:
+        assert journal.get(record.id).source == Path("/inbox/old.mp3") and journal.arrival(record.id) is None
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT version FROM schema_version").fetchone() == (2,)
+        assert connection.execute("SELECT count(*) FROM arrivals").fetchone() == (0,)
+
+
 def test_an_advance_survives_sigkill_right_after_it_returns(tmp_path: Path) -> None:
     database = tmp_path / "journal.sqlite3"
     child = run_child(

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from mutagen.id3 import ID3
+from mutagen.id3 import ID3, TIT2
 
 from conftest import shared_clip, small_tmpfs, write_mp3
 from genresort.analysis.audio import NotAudioError
@@ -511,3 +511,62 @@ def test_recovery_leaves_another_instances_staging_alone(folders: Path, journal:
     (mine / ".leftover.mp3").write_bytes(b"ours, from a crash")
     recover(scripted_sorter(folders, journal, lambda staged: JAZZ))
     assert (other / ".in-flight.mp3").exists() and not (mine / ".leftover.mp3").exists()
+
+
+# -- what arrived, kept for an undo ---------------------------------------------------------------------------
+
+
+def tagged_like_a_download(path: Path) -> Path:
+    """A real MP3 with what people's files carry: an ID3v2.4 tag with a 1 MB cover, an APEv2 tag and an ID3v1 tag."""
+    from mutagen.apev2 import APEv2
+    from mutagen.id3 import APIC, TCON
+
+    write_mp3(path, seconds=6)
+    tags = ID3()
+    tags.add(TIT2(encoding=3, text=["Night Train"]))
+    tags.add(TCON(encoding=3, text=["Swing"]))
+    tags.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="cover", data=os.urandom(2**20)))
+    tags.save(path, v1=2, v2_version=4)
+    ape = APEv2()
+    ape["Title"] = "Night Train"
+    ape.save(path)
+    return path
+
+
+def test_a_sorted_file_can_be_given_back_byte_for_byte_from_what_the_journal_kept(
+    folders: Path, journal: Journal, tmp_path: Path
+) -> None:
+    import io
+
+    from genresort.library.arrival import read_written, rebuild
+
+    original = tagged_like_a_download(tmp_path / "original.mp3")
+    sorter = scripted_sorter(folders, journal, lambda path: JAZZ)
+    outcome = sorter.sort_file(drop(sorter, original))
+    assert outcome.outcome == Outcome.SORTED
+    placed = outcome.destination
+    assert placed.read_bytes() != original.read_bytes()  # retagged: ID3v2.3 with our frames
+    record = journal.find_finished_by_sha256(sha256_file(original))
+    arrival, written = journal.arrival(record.id)
+    assert written == read_written(placed)
+    given_back = io.BytesIO()
+    rebuild(placed, arrival, given_back)
+    assert given_back.getvalue() == original.read_bytes()
+
+    tags = ID3(placed)  # a person edits a tag: what genresort wrote is no longer there
+    tags.add(TIT2(encoding=3, text=["Night Train (live)"]))
+    tags.save(placed, v2_version=3)
+    assert read_written(placed).tags_sha256 != written.tags_sha256
+
+
+def test_a_file_whose_container_tagging_rewrites_keeps_nothing_to_rebuild(folders: Path, journal: Journal) -> None:
+    """A WAV's tag writer may rewrite its chunks: its original cannot be rebuilt around the audio, so nothing is
+    kept (an undo will say why) and it is sorted as before."""
+    import soundfile
+
+    wav = folders / "memo.wav"
+    soundfile.write(wav, [[0.1, -0.1]] * 44100, 44100)
+    sorter = scripted_sorter(folders, journal, lambda path: JAZZ)
+    outcome = sorter.sort_file(drop(sorter, wav))
+    assert outcome.outcome == Outcome.SORTED
+    assert journal.arrival(journal.find_finished_by_sha256(outcome.sha256).id) is None

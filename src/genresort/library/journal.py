@@ -18,7 +18,11 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
-SCHEMA_VERSION = 1
+from genresort.library.arrival import Arrival, Written
+
+SCHEMA_VERSION = 2
+#: Journals this genresort opens: version 1 lacks only the arrivals table, which opening creates.
+READABLE_VERSIONS = frozenset({1, SCHEMA_VERSION})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -38,6 +42,14 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_by_source_and_sha256 ON files (source, sha256);
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
+CREATE TABLE IF NOT EXISTS arrivals (
+    record_id INTEGER PRIMARY KEY REFERENCES files (id),
+    head BLOB NOT NULL,
+    tail BLOB NOT NULL,
+    written_size INTEGER NOT NULL,
+    written_mtime_ns INTEGER NOT NULL,
+    written_tags_sha256 TEXT NOT NULL
+);
 """
 
 
@@ -211,7 +223,7 @@ class Journal:
                 if statement.strip():
                     connection.execute(statement)
             row = connection.execute("SELECT version FROM schema_version").fetchone()
-            if row is not None and row["version"] != SCHEMA_VERSION:
+            if row is not None and row["version"] not in READABLE_VERSIONS:
                 raise JournalError(
                     f"{self.path}: journal schema version {row['version']}, this genresort understands {SCHEMA_VERSION}"
                 )
@@ -301,6 +313,24 @@ class Journal:
                 (int(count_attempt), error, time.time(), record_id),
             )
             return self._get(connection, record_id)
+
+    def keep_arrival(self, record_id: int, arrival: Arrival, written: Written) -> None:
+        """Keep what an undo needs to give the file back as it arrived; a later try of the same record replaces it."""
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO arrivals (record_id, head, tail, written_size, written_mtime_ns,"
+                " written_tags_sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                (record_id, arrival.head, arrival.tail, written.size, written.mtime_ns, written.tags_sha256),
+            )
+
+    def arrival(self, record_id: int) -> tuple[Arrival, Written] | None:
+        """What was kept of a record's file as it arrived, and as genresort wrote it; None if nothing was."""
+        rows = self._select("SELECT * FROM arrivals WHERE record_id = ?", (record_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        written = Written(row["written_size"], row["written_mtime_ns"], row["written_tags_sha256"])
+        return Arrival(bytes(row["head"]), bytes(row["tail"])), written
 
     def get(self, record_id: int) -> FileRecord:
         """The record as it is now."""

@@ -119,17 +119,26 @@ def audio_payload_sha256(path: Path) -> str:
     FLAC: the bytes after the metadata blocks. Ogg Vorbis and WAV: the decoded PCM (their tag
     writers may legitimately rewrite container bytes around unchanged audio).
     """
+    span = audio_span(path)
+    if span is None:
+        return _pcm_sha256(path)
+    with open(path, "rb") as f:
+        return _sha256_range(f, *span)
+
+
+def audio_span(path: Path) -> tuple[int, int] | None:
+    """(start, end) offsets of the audio bytes, which our tag writing never changes: for MP3 between the leading
+    ID3v2 tag(s) and any trailing APEv2/ID3v1 tags, for FLAC after the metadata blocks. None for Ogg Vorbis and
+    WAV, whose tag writers may rewrite container bytes around unchanged audio."""
     audio = _open(path)
     if isinstance(audio, OggVorbis | WAVE):
-        return _pcm_sha256(path)
+        return None
     with open(path, "rb") as f:
         size = f.seek(0, 2)
         start = _id3v2_end(f)
         if isinstance(audio, FLAC):
-            start, end = _flac_audio_start(f, start, path), size
-        else:
-            end = _mp3_audio_end(f, start, size, path)
-        return _sha256_range(f, start, end)
+            return _flac_audio_start(f, start, path), size
+        return start, _mp3_audio_end(f, start, size, path)
 
 
 # --- writing ---------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import BinaryIO
 from genresort.analysis.audio import AudioError
 from genresort.analysis.decision import Decision, DecisionKind, Prediction, Thresholds, decide, decision_fields
 from genresort.analysis.naming import named
+from genresort.library.arrival import Arrival, CannotRebuild, read_arrival, read_written
 from genresort.library.journal import FileRecord, Journal, Step
 from genresort.library.placement import (
     DuplicateFile,
@@ -314,6 +315,7 @@ class Sorter:
         # Only a file sorted into a genre gets the genre field a player shows; the others keep theirs as it was.
         tag_policy = self.policy.existing_genre if outcome is Outcome.SORTED else ExistingGenrePolicy.UNTOUCHED
         staged = self._restage(record, staged, root)
+        arrival = arrival_of(staged)
         reason = None
         try:
             write_genre_tags(staged, self._genre_tags(decision), tag_policy)
@@ -324,6 +326,8 @@ class Sorter:
             reason = f"placed without genre tags: {error}"
         if not source.unchanged():
             raise SourceChanged("the file changed while it was sorted; it is sorted again once it is stable")
+        if arrival is not None:  # placed by a link, the staged inode is the placed file: same size, mtime, tags
+            self.journal.keep_arrival(record.id, arrival, read_written(staged))
         self.journal.advance(record.id, Step.PLACING, destination=folder, outcome=outcome.value)
         try:
             final = place_file(staged, folder, source.path.name)
@@ -505,6 +509,15 @@ class Sorter:
         warnings = (Outcome.QUARANTINED, Outcome.RETRY, Outcome.CHANGED, Outcome.SKIPPED)
         level = "warning" if outcome.outcome in warnings else "info"
         getattr(self.log, level)(f"file.{outcome.outcome.value}", **self.outcome_fields(outcome))
+
+
+def arrival_of(staged: Path) -> Arrival | None:
+    """What to keep of the untouched staged copy for an undo; None for a file it cannot be rebuilt from (an undo
+    then says why)."""
+    try:
+        return read_arrival(staged)
+    except CannotRebuild:
+        return None
 
 
 def _now() -> str:
