@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
-from conftest import shared_clip
+from conftest import make_mp3, shared_clip
+from genresort.analysis.model import GenreModel
+from genresort.cli import version_text
 
 
 def genresort(*arguments: str, environment: dict | None = None) -> subprocess.CompletedProcess:
@@ -81,3 +84,55 @@ def test_an_environment_variable_with_a_bad_value_is_refused(tmp_path: Path) -> 
     environment = {**os.environ, "GENRESORT_STABILITY_SECONDS": "soon"}
     result = genresort("sort", "--dry-run", "--config", str(config), environment=environment)
     assert result.returncode == 2 and "stability_seconds" in result.stderr
+
+
+def test_version_names_the_package_and_the_default_model_without_loading_the_analysis() -> None:
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "genresort.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"genresort {metadata.version('genresort')}",
+        f"model {GenreModel.load().model_id}",
+    ]
+    imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert "genresort.config" in imported  # the list is the command's (run as __main__)
+    assert not [name for name in imported if name.split(".")[0] in ("numpy", "onnxruntime")]
+
+
+def test_version_says_when_there_is_no_model(tmp_path: Path) -> None:
+    assert version_text(tmp_path).splitlines()[1] == (
+        f"no model: {tmp_path / 'model_card.json'} is missing (train one with: genresort train)"
+    )
+
+
+def test_classify_takes_a_folder_as_every_audio_file_below_it_but_hidden_ones(tmp_path: Path) -> None:
+    music = tmp_path / "music"
+    visible = [
+        make_mp3(music / "b" / "deep" / "one.mp3", seed=9201),
+        make_mp3(music / "a" / "two.MP3", seed=9202),
+        make_mp3(music / "three.mp3", seed=9203),
+    ]
+    make_mp3(music / ".hidden.mp3", seed=9204)
+    make_mp3(music / ".sync" / "four.mp3", seed=9205)
+    (music / "a" / "cover.jpg").write_bytes(b"\xff\xd8\xff" + bytes(100))
+    single = make_mp3(tmp_path / "single.mp3", seed=9206)
+    result = genresort("classify", "--json", str(single), str(music))
+    assert result.returncode == 0, result.stderr
+    paths = [json.loads(line)["path"] for line in result.stdout.splitlines()]
+    assert paths == [str(single), *sorted(str(path) for path in visible)]
+
+
+def test_a_folder_without_audio_files_is_an_error_naming_it(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    (empty / ".sync").mkdir(parents=True)
+    make_mp3(empty / ".sync" / "hidden.mp3", seed=9207)
+    (empty / "notes.txt").write_text("no music here")
+    song = make_mp3(tmp_path / "song.mp3", seed=9208)
+    result = genresort("classify", "--json", str(empty), str(song))
+    assert result.returncode == 1
+    assert f"genresort: {empty}: no audio files in this folder" in result.stderr
+    assert [json.loads(line)["path"] for line in result.stdout.splitlines()] == [str(song)]

@@ -1,20 +1,55 @@
-"""The command line: watch, sort, classify, train, evaluate."""
+"""The command line: watch, sort, classify, train, evaluate.
+
+Nothing heavy is imported before a command runs (numpy, onnxruntime: the analysis side), so `--version` and
+`--help` answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
+from importlib import metadata
 from pathlib import Path
 
-from genresort.analysis.model_file import ModelError
 from genresort.config import ConfigError, check_genre_names, load_settings
 from genresort.logs import path_text
 from genresort.paths import DEFAULT_MODEL_DIR
 
 EXIT_FAILED_FILES = 1
 EXIT_BAD_SETUP = 2
+#: analysis.model.CARD_JSON, named again here because that module imports numpy.
+MODEL_CARD_FILE = "model_card.json"
+
+
+def version_text(model_dir: Path = DEFAULT_MODEL_DIR) -> str:
+    """`genresort <version>`, then the model's id as GenreModel.model_id gives it, read from the card alone."""
+    try:
+        version = metadata.version("genresort")
+    except metadata.PackageNotFoundError:
+        version = "(not installed)"
+    card_path = model_dir / MODEL_CARD_FILE
+    try:
+        card = json.loads(card_path.read_text())
+        model = f"model {card['model_id']} sha256:{card['model_file']['sha256'][:12]}"
+    except FileNotFoundError:
+        model = f"no model: {card_path} is missing (train one with: genresort train)"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        model = f"no usable model: {card_path} cannot be read ({type(error).__name__}: {error})"
+    return f"genresort {version}\n{model}"
+
+
+class VersionAction(argparse.Action):
+    """--version, whose text is only worked out when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and the model's id, then exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(version_text())
+        parser.exit()
 
 
 def _watch(arguments: argparse.Namespace) -> int:
@@ -40,10 +75,11 @@ def _sort(arguments: argparse.Namespace) -> int:
 def _classify(arguments: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
-    from genresort.analysis.audio import AudioError
+    from genresort.analysis.audio import AUDIO_EXTENSIONS, AudioError
     from genresort.analysis.decision import DecisionKind, decide, decision_fields, unsure_reason
     from genresort.analysis.model import GenreModel
     from genresort.analysis.naming import named
+    from genresort.progress import ProgressBar
 
     settings = load_settings(arguments.config)
     model = GenreModel.load(arguments.model or settings.model_dir)
@@ -52,15 +88,22 @@ def _classify(arguments: argparse.Namespace) -> int:
     thresholds = model.thresholds
     if arguments.threshold is not None:
         thresholds = replace(thresholds, confidence=arguments.threshold, placement=None)
-    failures = 0
-    for path in arguments.files:
+    files, empty_folders = files_to_classify(arguments.files, AUDIO_EXTENSIONS)
+    for folder in empty_folders:
+        print(f"genresort: {path_text(folder)}: no audio files in this folder", file=sys.stderr)
+    failures = len(empty_folders)
+    bar = ProgressBar(len(files), "classify")
+    for done, path in enumerate(files, start=1):
         try:
             decision = named(decide(model.analyse(path), thresholds), settings.genre_names)
         except (AudioError, OSError) as error:
             failures += 1
             reason = error.reason if isinstance(error, AudioError) else error.strerror
+            bar.clear()
             print(f"genresort: {path_text(path)}: {reason}", file=sys.stderr)
+            bar.draw(done)
             continue
+        bar.clear()
         if arguments.json:
             print(json.dumps({"path": path_text(path), **decision_fields(decision)}), flush=True)
         else:
@@ -74,7 +117,40 @@ def _classify(arguments: argparse.Namespace) -> int:
             print(
                 f"{path_text(path)}: {prediction.genre} ({prediction.confidence:.0%}; top: {top}){verdict}", flush=True
             )
+        bar.draw(done)
+    bar.finish()
     return EXIT_FAILED_FILES if failures else 0
+
+
+def files_to_classify(paths: list[Path], extensions: frozenset[str]) -> tuple[list[Path], list[Path]]:
+    """The files to classify: each path given that is not a folder as it is (a missing one fails when read), and
+    for a folder every audio file below it, by name, leaving out hidden files and folders; and the folders that
+    hold no audio file."""
+    files: list[Path] = []
+    empty_folders: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = audio_files_below(path, extensions)
+        files.extend(found)
+        if not found:
+            empty_folders.append(path)
+    return files, empty_folders
+
+
+def audio_files_below(folder: Path, extensions: frozenset[str]) -> list[Path]:
+    """Every file below `folder` with one of `extensions`, sorted, without hidden files or hidden folders (nor
+    symbolic links to folders: a link loop must not hang the walk)."""
+    found = []
+    for parent, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [
+            Path(parent) / name
+            for name in names
+            if not name.startswith(".") and Path(name).suffix.lower() in extensions
+        ]
+    return sorted(found)
 
 
 def _data_source(arguments: argparse.Namespace):
@@ -164,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genresort", description="Sort music files into genre folders by their sound."
     )
+    parser.add_argument("--version", action=VersionAction)
     commands = parser.add_subparsers(dest="command", required=True)
 
     watch = commands.add_parser("watch", help="run the daemon: watch the inbox and sort what arrives")
@@ -177,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     sort.set_defaults(handler=_sort)
 
     classify = commands.add_parser("classify", help="print the genre of files; moves nothing")
-    classify.add_argument("files", nargs="+", type=Path)
+    classify.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="audio files, or folders: every audio file below them"
+    )
     classify.add_argument("--json", action="store_true", help="one JSON object per line")
     classify.add_argument("--model", type=Path, help="model folder (default: the configuration's model_dir)")
     classify.add_argument("--threshold", type=float, help="confidence below which the decision is 'unsure'")
@@ -200,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
+    from genresort.analysis.model_file import ModelError  # numpy: only once a command runs
+
     try:
         return arguments.handler(arguments)
     except (ConfigError, ModelError) as error:  # DataSetError is a ConfigError

@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -16,6 +17,7 @@ from structlog.typing import FilteringBoundLogger
 from genresort.config import Settings
 from genresort.library.journal import Journal
 from genresort.logs import path_text
+from genresort.progress import ProgressBar
 from genresort.service.inbox import StabilityGate, is_candidate, scan_folder
 from genresort.service.pipeline import Outcome, Sorter, SortOutcome
 from genresort.service.recovery import recover
@@ -71,18 +73,22 @@ def sort_files(
     paths: list[Path] | None,
     log: FilteringBoundLogger,
 ) -> int:
-    """Sort each file on the workers, without retries; EXIT_FAILED if one failed or a signal cut the pass short."""
+    """Sort each file on the workers, without retries; EXIT_FAILED if one failed or a signal cut the pass short.
+    A progress bar on stderr, if it is a terminal."""
     started = time.monotonic()
     files, missing = files_to_sort(settings, paths, log)
     gate = StabilityGate(settings.stability_seconds)
     work = WorkQueue(sort_file, settings.workers, retry_max_seconds=None, log=log, unsettled=gate.offer)
+    bar = ProgressBar(len(files), "sort")
     with StopSignals() as signals:
         work.start()
-        sort_when_stable(files, gate, work, settings, signals)
+        sort_when_stable(files, gate, work, settings, signals, bar)
         if signals.requested.is_set():
             log.info("daemon.stopping", reason=signals.received[0], in_flight=work.in_flight())
         finish_in_flight(work, signals, settings.file_timeout_seconds, tick_seconds(settings), log)
     outcomes = work.outcomes()
+    bar.draw(files_done(outcomes))
+    bar.finish()
     log.info(
         "scan.finished", files=len(files), missing=missing, seconds=round(time.monotonic() - started, 3), **outcomes
     )
@@ -111,20 +117,32 @@ def files_to_sort(settings: Settings, paths: list[Path] | None, log: FilteringBo
 
 
 def sort_when_stable(
-    files: list[Path], gate: StabilityGate, work: WorkQueue, settings: Settings, signals: StopSignals
+    files: list[Path],
+    gate: StabilityGate,
+    work: WorkQueue,
+    settings: Settings,
+    signals: StopSignals,
+    bar: ProgressBar,
 ) -> None:
     """Sort each file, first waiting for those changed in the last stability_seconds (or while being sorted) to
-    settle; returns when all are done or a stop was requested."""
+    settle, and drawing `bar` at each tick; returns when all are done or a stop was requested."""
     for path in files:
         if changed_recently(path, settings.stability_seconds):
             gate.offer(path)
         else:
             work.submit(path)
     while not signals.requested.wait(tick_seconds(settings)):
+        bar.draw(files_done(work.outcomes()))
         for path in gate.release_stable():
             work.submit(path)
         if gate.watching() == 0 and work.idle():
             return
+
+
+def files_done(outcomes: Counter[str]) -> int:
+    """Files the pass is through with: every outcome but CHANGED, whose file goes back to the gate to be sorted
+    again once it has settled."""
+    return sum(count for outcome, count in outcomes.items() if outcome != Outcome.CHANGED)
 
 
 def changed_recently(path: Path, seconds: float) -> bool:

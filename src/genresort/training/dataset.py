@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import sys
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from genresort.analysis.features.embedding import MusicnnNetwork
 from genresort.analysis.features.spectrogram import SAMPLE_RATE
 from genresort.config import ConfigError
 from genresort.digest import sha256_file
+from genresort.progress import progress
 
 #: Folder names of the GTZAN genres as shown in the library.
 GTZAN_GENRE_NAMES = {
@@ -91,19 +91,6 @@ def read_genre_folders(root: Path) -> list[LabelledFile]:
     if len({file.genre for file in files}) < 2:
         raise DataSetError(f"{root}: need at least two genre folders with audio files (DIR/<genre>/*.mp3)")
     return files
-
-
-def progress(items: Iterable, total: int, label: str) -> Iterator:
-    """Yield `items`, drawing a one-line progress bar on stderr when it is a terminal."""
-    show = sys.stderr.isatty()
-    for index, item in enumerate(items, start=1):
-        yield item
-        if show:
-            filled = int(30 * index / total)
-            sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {index}/{total}")
-            sys.stderr.flush()
-    if show:
-        sys.stderr.write("\n")
 
 
 class FeatureCache:
