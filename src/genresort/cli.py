@@ -11,17 +11,16 @@ import json
 import os
 import sys
 from dataclasses import replace
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
 from genresort.config import ConfigError, check_genre_names, load_settings
 from genresort.logs import path_text
-from genresort.paths import DEFAULT_MODEL_DIR
+from genresort.paths import CARD_JSON, DEFAULT_MODEL_DIR
 
 EXIT_FAILED_FILES = 1
 EXIT_BAD_SETUP = 2
-#: analysis.model.CARD_JSON, named again here because that module imports numpy.
-MODEL_CARD_FILE = "model_card.json"
 
 
 def version_text(model_dir: Path = DEFAULT_MODEL_DIR) -> str:
@@ -30,7 +29,7 @@ def version_text(model_dir: Path = DEFAULT_MODEL_DIR) -> str:
         version = metadata.version("genresort")
     except metadata.PackageNotFoundError:
         version = "(not installed)"
-    card_path = model_dir / MODEL_CARD_FILE
+    card_path = model_dir / CARD_JSON
     try:
         card = json.loads(card_path.read_text())
         model = f"model {card['model_id']} sha256:{card['model_file']['sha256'][:12]}"
@@ -70,6 +69,28 @@ def _sort(arguments: argparse.Namespace) -> int:
     from genresort.service.oneshot import run_once
 
     return run_once(settings, get_logger(), arguments.paths or None, arguments.dry_run)
+
+
+def _undo(arguments: argparse.Namespace) -> int:
+    from genresort.logs import configure_logging, get_logger
+    from genresort.service.undo import run_undo
+
+    if not (arguments.files or arguments.last or arguments.since):
+        print("genresort undo: say what to undo: FILE..., --last N or --since WHEN", file=sys.stderr)
+        return EXIT_BAD_SETUP
+    since = None
+    if arguments.since is not None:
+        try:
+            since = datetime.fromisoformat(arguments.since).timestamp()
+        except ValueError:
+            print(
+                f"genresort undo: --since {arguments.since!r} is not a date or time like 2026-11-29T14:00",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_SETUP
+    settings = load_settings(arguments.config)
+    configure_logging(settings.log_file)
+    return run_undo(settings, get_logger(), arguments.files, arguments.last, since, arguments.to, arguments.dry_run)
 
 
 def _classify(arguments: argparse.Namespace) -> int:
@@ -252,6 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     sort.add_argument("--dry-run", action="store_true", help="print what would happen; touch nothing")
     sort.add_argument("--config", type=Path, help="configuration file (default: config/genresort.toml)")
     sort.set_defaults(handler=_sort)
+
+    undo = commands.add_parser("undo", help="give sorted files back into the inbox as they arrived, byte for byte")
+    undo.add_argument("files", nargs="*", type=Path, help="sorted files to give back (in the library, unsure/ ...)")
+    undo.add_argument("--last", type=int, help="the last N files sorted")
+    undo.add_argument("--since", help="every file sorted since this local date or time (e.g. 2026-11-29T14:00)")
+    undo.add_argument("--to", type=Path, help="give them back into this folder instead of the inbox")
+    undo.add_argument("--dry-run", action="store_true", help="print what would be given back; change nothing")
+    undo.add_argument("--config", type=Path, help="configuration file (default: config/genresort.toml)")
+    undo.set_defaults(handler=_undo)
 
     classify = commands.add_parser("classify", help="print the genre of files; moves nothing")
     classify.add_argument(

@@ -26,6 +26,7 @@ def xdg_folder(variable: str, fallback: str, environ: Mapping[str, str] = os.env
 
 
 DEFAULT_MODEL_DIR = (PACKAGE_DIR / "models").resolve()
+CARD_JSON = "model_card.json"  # in a model folder: the model card, naming (and hashing) every file of the model
 if IS_CHECKOUT:
     DEFAULT_DATA_DIR = CHECKOUT_DIR
     DEFAULT_CONFIG_FILE = CHECKOUT_DIR / "config" / "genresort.toml"

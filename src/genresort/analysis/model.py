@@ -30,10 +30,9 @@ from genresort.analysis.model_file import (
     verified_bytes,
 )
 from genresort.analysis.placement_check import CHECK_CLASSES, EVIDENCE, PlacementCheck, TagAgreement
-from genresort.paths import DEFAULT_MODEL_DIR
+from genresort.paths import CARD_JSON, DEFAULT_MODEL_DIR
 
 MODEL_FILE = "genre_model.json"
-CARD_JSON = "model_card.json"
 CARD_MARKDOWN = "MODEL_CARD.md"
 NETWORK_FOLDER = "musicnn"
 #: The music detector's classes, in the order of its probabilities (training.music_detector.CLASSES).

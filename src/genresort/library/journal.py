@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_by_source_and_sha256 ON files (source, sha256);
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
+CREATE TABLE IF NOT EXISTS undos (
+    record_id INTEGER PRIMARY KEY REFERENCES files (id),
+    folder BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS arrivals (
     record_id INTEGER PRIMARY KEY REFERENCES files (id),
     head BLOB NOT NULL,
@@ -62,9 +66,11 @@ class Step(StrEnum):
     QUARANTINED = "quarantined"
     DUPLICATE = "duplicate"
     ORIGINAL_KEPT = "original-kept"  # placed or set aside, but the inbox original could not be removed
+    UNDOING = "undoing"  # being given back as it arrived (`genresort undo`)
+    UNDONE = "undone"  # given back: its original is in the inbox (or the folder undo was given)
 
 
-FINAL_STEPS = frozenset({Step.DONE, Step.QUARANTINED, Step.DUPLICATE, Step.ORIGINAL_KEPT})
+FINAL_STEPS = frozenset({Step.DONE, Step.QUARANTINED, Step.DUPLICATE, Step.ORIGINAL_KEPT, Step.UNDONE})
 
 # Going back to STAGED lets recovery re-stage a copy that was lost before it was linked.
 # Once PLACED, the file is in the library: the only way on is removing the inbox original.
@@ -73,7 +79,10 @@ ALLOWED_TRANSITIONS: dict[Step, frozenset[Step]] = {
     Step.STAGED: frozenset({Step.STAGED, Step.PLACING, Step.QUARANTINED, Step.DUPLICATE}),
     Step.PLACING: frozenset({Step.STAGED, Step.PLACED, Step.QUARANTINED, Step.DUPLICATE, Step.ORIGINAL_KEPT}),
     Step.PLACED: frozenset({Step.DONE, Step.ORIGINAL_KEPT}),
-    Step.DONE: frozenset(),
+    # An undo that stopped before its copy was placed goes back to DONE: the sorted file is still where it was.
+    Step.DONE: frozenset({Step.UNDOING}),
+    Step.UNDOING: frozenset({Step.UNDONE, Step.DONE}),
+    Step.UNDONE: frozenset(),
     Step.QUARANTINED: frozenset(),
     Step.DUPLICATE: frozenset(),
     Step.ORIGINAL_KEPT: frozenset(),
@@ -331,6 +340,35 @@ class Journal:
         row = rows[0]
         written = Written(row["written_size"], row["written_mtime_ns"], row["written_tags_sha256"])
         return Arrival(bytes(row["head"]), bytes(row["tail"])), written
+
+    def begin_undo(self, record_id: int, staged_path: Path, folder: Path) -> FileRecord:
+        """The rebuilt original is staged for `folder`: from here a crash is settled by recovery (settle_undo)."""
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO undos (record_id, folder) VALUES (?, ?)", (record_id, _encode_path(folder))
+            )
+        return self.advance(record_id, Step.UNDOING, staged_path=staged_path)
+
+    def undo_folder(self, record_id: int) -> Path | None:
+        rows = self._select("SELECT folder FROM undos WHERE record_id = ?", (record_id,))
+        return _decode_path(rows[0]["folder"]) if rows else None
+
+    def placed_records(self, since: float | None = None, last: int | None = None) -> list[FileRecord]:
+        """Files genresort placed (in a genre folder, unsure or not-music) and has not given back, newest first."""
+        rows = self._select(
+            "SELECT * FROM files WHERE step = ? AND outcome IN ('sorted', 'unsure', 'not-music') AND updated_at >= ?"
+            " ORDER BY id DESC LIMIT ?",
+            (Step.DONE.value, since if since is not None else 0.0, last if last is not None else -1),
+        )
+        return [_record_from_row(row) for row in rows]
+
+    def placed_at(self, path: Path) -> FileRecord | None:
+        """The record of the file genresort placed at `path`, if it is one and was not given back."""
+        rows = self._select(
+            "SELECT * FROM files WHERE destination = ? AND step = ? ORDER BY id DESC LIMIT 1",
+            (os.fsencode(path), Step.DONE.value),
+        )
+        return _record_from_row(rows[0]) if rows else None
 
     def get(self, record_id: int) -> FileRecord:
         """The record as it is now."""

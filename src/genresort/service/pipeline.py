@@ -557,7 +557,7 @@ def settle(journal: Journal, record: FileRecord, model_id: str) -> FileRecord | 
     moved on to PLACED, or, for a set-aside copy, with its reason written. When not, its staged copy is removed
     and None is returned: the file is still in the inbox and is sorted again."""
     if record.step == Step.PLACING and record.staged_path is not None and record.destination is not None:
-        placed = _linked_copy(record.staged_path, record.destination)
+        placed = linked_copy(record.staged_path, record.destination)
         if placed is not None:
             if record.outcome in SET_ASIDE:
                 write_set_aside_reason(record, placed, model_id)
@@ -588,7 +588,7 @@ def finish(journal: Journal, record: FileRecord, original_is_ours: bool) -> str 
     return None
 
 
-def _linked_copy(staged: Path, folder: Path) -> Path | None:
+def linked_copy(staged: Path, folder: Path) -> Path | None:
     """Where the staged copy was linked into `folder`, found by its inode, if it was."""
     try:
         status = os.stat(staged)

@@ -10,7 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from genresort.library.journal import FileRecord
+from genresort.library.journal import FileRecord, Step
 from genresort.library.placement import discard_staged, staging_folder
 from genresort.logs import path_text
 from genresort.service.pipeline import (
@@ -23,11 +23,15 @@ from genresort.service.pipeline import (
     open_source,
     settle,
 )
+from genresort.service.undo import settle_undo
 
 
 def recover(sorter: Sorter) -> None:
     for record in sorter.journal.unfinished():
         try:
+            if record.step is Step.UNDOING:  # an undo that was stopped: finished or rolled back
+                settle_undo(sorter.journal, record)
+                continue
             settled = settle(sorter.journal, record, sorter.policy.model_id)
             if settled is not None:
                 kept = finish(sorter.journal, settled, _still_ours(settled))

@@ -115,6 +115,11 @@ def open_journal_unlocked(settings: Settings, log: FilteringBoundLogger) -> Jour
     return None
 
 
+def instance_of(settings: Settings) -> str:
+    """The name of this instance's staging folders: one per state folder, so recovery clears only its own."""
+    return hashlib.sha256(os.fsencode(settings.state_dir.resolve())).hexdigest()[:12]
+
+
 def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
     """The pipeline's policy for this model; ConfigError if genre_names renames a genre the model does not have."""
     check_genre_names(settings.genre_names, model.genres)
@@ -133,7 +138,7 @@ def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
         genre_names=settings.genre_names,
         max_file_bytes=int(settings.max_file_mb * 2**20),
         model_id=model.model_id,
-        instance=hashlib.sha256(os.fsencode(settings.state_dir.resolve())).hexdigest()[:12],
+        instance=instance_of(settings),
     )
 
 

@@ -1,0 +1,153 @@
+"""`genresort undo`: sorted files given back into the inbox byte for byte as they arrived, refused where that
+cannot be promised, and settled after a crash with each file in exactly one place."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mutagen.apev2 import APEv2
+from mutagen.id3 import APIC, ID3, TCON, TIT2
+
+from conftest import write_mp3
+from daemon_harness import Folders
+from genresort.library.arrival import rebuild
+from genresort.library.journal import Journal, Step
+from genresort.service.undo import settle_undo
+
+
+def tagged_like_a_download(path: Path) -> Path:
+    """A real MP3 as people's files are: an ID3v2.4 tag with a cover, an APEv2 tag and an ID3v1 tag."""
+    write_mp3(path, seconds=6)
+    tags = ID3()
+    tags.add(TIT2(encoding=3, text=["Night Train"]))
+    tags.add(TCON(encoding=3, text=["Swing"]))
+    tags.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="cover", data=os.urandom(200_000)))
+    tags.save(path, v1=2, v2_version=4)
+    ape = APEv2()
+    ape["Title"] = "Night Train"
+    ape.save(path)
+    return path
+
+
+def genresort(folders: Folders, *arguments: str) -> tuple[int, list[dict]]:
+    """Run a command on these folders; its exit status and its JSON log lines."""
+    environment = folders.env(confidence_threshold=0.0)
+    result = subprocess.run(
+        [sys.executable, "-m", "genresort.cli", *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result.returncode, lines
+
+
+@pytest.fixture
+def sorted_file(tmp_path: Path) -> tuple[Folders, Path, Path]:
+    """A tagged MP3 dropped into the inbox and sorted by `genresort sort`: (folders, original, where it went)."""
+    folders = Folders(tmp_path / "music")
+    original = tagged_like_a_download(tmp_path / "Night Train.mp3")
+    shutil.copyfile(original, folders.inbox / original.name)
+    status, lines = genresort(folders, "sort")
+    assert status == 0, lines
+    (line,) = [line for line in lines if line["event"] == "file.sorted"]
+    return folders, original, Path(line["destination"])
+
+
+def test_an_undo_gives_the_file_back_into_the_inbox_byte_for_byte(sorted_file) -> None:
+    folders, original, placed = sorted_file
+    assert placed.read_bytes() != original.read_bytes()  # our tags are in it
+
+    status, lines = genresort(folders, "undo", "--last", "1")
+    assert status == 0, lines
+    (line,) = lines
+    assert line["event"] == "file.undone" and line["source"] == str(placed)
+    given_back = folders.inbox / original.name
+    assert line["destination"] == str(given_back)
+    assert given_back.read_bytes() == original.read_bytes()
+    assert not placed.exists()
+    assert [path for path in folders.root.rglob("*.mp3") if path != given_back] == []  # one place only
+    with Journal(folders.state / "journal.sqlite3") as journal:
+        assert [record.step for record in journal.unfinished()] == []
+        assert journal.placed_records() == []  # given back: nothing left to undo
+
+
+def test_a_dry_run_says_what_would_be_given_back_and_changes_nothing(sorted_file) -> None:
+    folders, original, placed = sorted_file
+    before = placed.read_bytes()
+    status, lines = genresort(folders, "undo", "--dry-run", str(placed))
+    assert status == 0 and lines[0]["dry_run"] is True and lines[0]["destination"] == str(folders.inbox / original.name)
+    assert placed.read_bytes() == before and list(folders.inbox.iterdir()) == []
+
+
+def test_a_file_changed_since_genresort_wrote_it_is_refused_and_kept(sorted_file) -> None:
+    folders, _, placed = sorted_file
+    tags = ID3(placed)
+    tags.add(TIT2(encoding=3, text=["Night Train (live)"]))  # a person's own edit: undo must not lose it
+    tags.save(placed, v2_version=3)
+    edited = placed.read_bytes()
+
+    status, lines = genresort(folders, "undo", str(placed))
+    assert status == 1
+    assert lines[0]["event"] == "file.undo_refused" and "changed since genresort wrote it" in lines[0]["reason"]
+    assert placed.read_bytes() == edited and list(folders.inbox.iterdir()) == []
+
+
+def test_a_file_no_longer_there_is_refused(sorted_file, tmp_path: Path) -> None:
+    folders, _, placed = sorted_file
+    placed.rename(tmp_path / "moved away.mp3")
+    status, lines = genresort(folders, "undo", "--last", "1")
+    assert status == 1 and "no longer at" in lines[0]["reason"]
+
+
+def test_a_file_genresort_did_not_place_is_an_error(sorted_file, tmp_path: Path) -> None:
+    folders, _, _ = sorted_file
+    stranger = write_mp3(tmp_path / "stranger.mp3", seconds=1)
+    status, lines = genresort(folders, "undo", str(stranger))
+    assert status == 2 and "no record of placing" in lines[0]["reason"]
+
+
+def stop_undo_after_staging(folders: Folders, placed: Path) -> tuple[Journal, int]:
+    """The journal as an undo killed right after it journaled its staged original leaves it: UNDOING, with the
+    rebuilt original staged in the inbox's hidden staging folder (service/undo.py's steps up to begin_undo)."""
+    journal = Journal(folders.state / "journal.sqlite3")
+    record = journal.placed_at(placed)
+    arrival, _ = journal.arrival(record.id)
+    staging = folders.inbox / ".genresort-staging" / "test"
+    staging.mkdir(parents=True)
+    staged = staging / ".rebuilt.mp3"
+    with open(staged, "xb") as copy:
+        rebuild(placed, arrival, copy)
+    journal.begin_undo(record.id, staged, folders.inbox)
+    return journal, record.id
+
+
+def test_an_undo_stopped_before_its_original_was_placed_is_rolled_back_at_the_next_start(sorted_file) -> None:
+    folders, original, placed = sorted_file
+    journal, record_id = stop_undo_after_staging(folders, placed)
+    journal.close()
+    status, lines = genresort(folders, "sort")  # recovery at start settles it
+    assert status == 0, lines
+    assert placed.read_bytes() != original.read_bytes() and placed.exists()
+    assert list(folders.inbox.rglob("*.mp3")) == []  # the staged copy is gone; the sorted file is the one place
+    with Journal(folders.state / "journal.sqlite3") as journal:
+        assert journal.get(record_id).step is Step.DONE
+
+
+def test_an_undo_stopped_after_its_original_was_placed_is_finished(sorted_file) -> None:
+    folders, original, placed = sorted_file
+    journal, record_id = stop_undo_after_staging(folders, placed)
+    record = journal.get(record_id)
+    os.link(record.staged_path, folders.inbox / original.name)  # placed, then killed before the sorted file went
+    with journal:
+        assert settle_undo(journal, record).step is Step.UNDONE  # what recovery does at the next start
+    assert not placed.exists()
+    assert (folders.inbox / original.name).read_bytes() == original.read_bytes()
+    assert [path.name for path in folders.root.rglob("*.mp3")] == [original.name]
