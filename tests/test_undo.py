@@ -151,3 +151,54 @@ def test_an_undo_stopped_after_its_original_was_placed_is_finished(sorted_file) 
     assert not placed.exists()
     assert (folders.inbox / original.name).read_bytes() == original.read_bytes()
     assert [path.name for path in folders.root.rglob("*.mp3")] == [original.name]
+
+
+def test_an_undo_killed_midway_leaves_each_file_in_exactly_one_place_and_finishes_when_run_again(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL right after the first file is given back, while the others are on their way: every file is then in
+    the library or in the inbox, once; run again, the undo gives back the rest, each byte for byte."""
+    import signal
+
+    folders = Folders(tmp_path / "music")
+    originals = {}
+    for number in range(8):
+        original = tagged_like_a_download(tmp_path / "originals" / f"track {number:02d}.mp3")
+        originals[original.name] = original.read_bytes()
+        shutil.copyfile(original, folders.inbox / original.name)
+    status, lines = genresort(folders, "sort")
+    assert status == 0 and sum(line["event"] == "file.sorted" for line in lines) == 8, lines
+
+    command = [sys.executable, "-m", "genresort.cli", "undo", "--last", "8"]
+    undoing = subprocess.Popen(command, env=folders.env(), stdout=subprocess.PIPE, text=True)
+    for line in undoing.stdout:
+        if '"file.undone"' in line:
+            undoing.send_signal(signal.SIGKILL)
+            break
+    undoing.wait(timeout=60)
+    assert undoing.returncode == -signal.SIGKILL
+
+    def places() -> dict[str, list[Path]]:
+        found: dict[str, list[Path]] = {name: [] for name in originals}
+        for path in folders.root.rglob("*.mp3"):
+            if ".genresort-staging" not in path.parts:
+                found[path.name].append(path)
+        return found
+
+    assert all(len(paths) == 1 for paths in places().values()), places()
+    status, lines = genresort(folders, "undo", "--last", "8")
+    assert status == 0, lines
+    for name, paths in places().items():
+        assert paths == [folders.inbox / name] and paths[0].read_bytes() == originals[name]
+    assert [path for path in folders.inbox.rglob("*") if path.is_file() and path.parent != folders.inbox] == []
+
+
+def test_an_undo_stopped_with_its_staged_original_the_only_copy_left_places_it(sorted_file) -> None:
+    """If the sorted file went missing while the undo was stopped, the staged original is the only copy: it is
+    placed, never discarded."""
+    folders, original, placed = sorted_file
+    journal, record_id = stop_undo_after_staging(folders, placed)
+    placed.unlink()
+    with journal:
+        assert settle_undo(journal, journal.get(record_id)).step is Step.UNDONE
+    assert (folders.inbox / original.name).read_bytes() == original.read_bytes()

@@ -76,21 +76,27 @@ def undo(journal: Journal, record: FileRecord, folder: Path, instance: str, dry_
 
 
 def finish_undo(journal: Journal, record: FileRecord, final: Path) -> FileRecord:
-    """The original is in place: remove the sorted file, close the record, drop the staged name."""
+    """The original is in place: remove the sorted file, drop the staged name, close the record."""
     release_original(record.destination)
-    done = journal.advance(record.id, Step.UNDONE, destination=final)
     discard_staged(record.staged_path)
-    return done
+    return journal.advance(record.id, Step.UNDONE, destination=final)
 
 
 def settle_undo(journal: Journal, record: FileRecord) -> FileRecord:
-    """After a crash in an undo: finished if its original was placed, else rolled back (the sorted file stays)."""
+    """After a crash in an undo, with the file in exactly one place: finished where its original was placed (or
+    where the staged original is the only copy left), rolled back where the sorted file is still there."""
     folder = journal.undo_folder(record.id)
-    placed = linked_copy(record.staged_path, folder) if folder is not None else None
+    staged, sorted_file = record.staged_path, record.destination
+    placed = linked_copy(staged, folder)
+    if placed is None and staged.exists() and not sorted_file.exists():  # never leave the only copy hidden
+        placed = place_file(staged, folder, record.source.name, keep_duplicates=True)
     if placed is not None:
         return finish_undo(journal, record, placed)
-    discard_staged(record.staged_path)
-    return journal.advance(record.id, Step.DONE)
+    if sorted_file.exists():
+        discard_staged(staged)
+        return journal.advance(record.id, Step.DONE)
+    # placed, and its staged name dropped, just before the crash: only the record was left to close
+    return journal.advance(record.id, Step.UNDONE, destination=folder)
 
 
 def chosen_records(journal: Journal, files: list[Path], last: int | None, since: float | None) -> list[FileRecord]:
