@@ -73,7 +73,7 @@ def _sort(arguments: argparse.Namespace) -> int:
 
 def _undo(arguments: argparse.Namespace) -> int:
     from genresort.logs import configure_logging, get_logger
-    from genresort.service.undo import run_undo
+    from genresort.service.moves import run_undo
 
     if not (arguments.files or arguments.last or arguments.since):
         print("genresort undo: say what to undo: FILE..., --last N or --since WHEN", file=sys.stderr)
@@ -91,6 +91,15 @@ def _undo(arguments: argparse.Namespace) -> int:
     settings = load_settings(arguments.config)
     configure_logging(settings.log_file)
     return run_undo(settings, get_logger(), arguments.files, arguments.last, since, arguments.to, arguments.dry_run)
+
+
+def _assign(arguments: argparse.Namespace) -> int:
+    from genresort.logs import configure_logging, get_logger
+    from genresort.service.moves import run_assign
+
+    settings = load_settings(arguments.config)
+    configure_logging(settings.log_file)
+    return run_assign(settings, get_logger(), arguments.files, arguments.genre)
 
 
 def _classify(arguments: argparse.Namespace) -> int:
@@ -273,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     sort.add_argument("--dry-run", action="store_true", help="print what would happen; touch nothing")
     sort.add_argument("--config", type=Path, help="configuration file (default: config/genresort.toml)")
     sort.set_defaults(handler=_sort)
+
+    assign = commands.add_parser("assign", help="give placed files the genre a person decided")
+    assign.add_argument("files", nargs="+", type=Path, metavar="FILE", help="files in unsure/, not-music/ or a genre")
+    assign.add_argument("genre", help="the genre (its folder and tag name)")
+    assign.add_argument("--config", type=Path, help="configuration file (default: config/genresort.toml)")
+    assign.set_defaults(handler=_assign)
 
     undo = commands.add_parser("undo", help="give sorted files back into the inbox as they arrived, byte for byte")
     undo.add_argument("files", nargs="*", type=Path, help="sorted files to give back (in the library, unsure/ ...)")

@@ -42,9 +42,10 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE INDEX IF NOT EXISTS files_by_source_and_sha256 ON files (source, sha256);
 CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
-CREATE TABLE IF NOT EXISTS undos (
+CREATE TABLE IF NOT EXISTS moves (
     record_id INTEGER PRIMARY KEY REFERENCES files (id),
-    folder BLOB NOT NULL
+    folder BLOB NOT NULL,
+    outcome TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS arrivals (
     record_id INTEGER PRIMARY KEY REFERENCES files (id),
@@ -66,7 +67,7 @@ class Step(StrEnum):
     QUARANTINED = "quarantined"
     DUPLICATE = "duplicate"
     ORIGINAL_KEPT = "original-kept"  # placed or set aside, but the inbox original could not be removed
-    UNDOING = "undoing"  # being given back as it arrived (`genresort undo`)
+    MOVING = "moving"  # being moved by a person's command: given back (`undo`) or to another genre (`assign`)
     UNDONE = "undone"  # given back: its original is in the inbox (or the folder undo was given)
 
 
@@ -79,9 +80,10 @@ ALLOWED_TRANSITIONS: dict[Step, frozenset[Step]] = {
     Step.STAGED: frozenset({Step.STAGED, Step.PLACING, Step.QUARANTINED, Step.DUPLICATE}),
     Step.PLACING: frozenset({Step.STAGED, Step.PLACED, Step.QUARANTINED, Step.DUPLICATE, Step.ORIGINAL_KEPT}),
     Step.PLACED: frozenset({Step.DONE, Step.ORIGINAL_KEPT}),
-    # An undo that stopped before its copy was placed goes back to DONE: the sorted file is still where it was.
-    Step.DONE: frozenset({Step.UNDOING}),
-    Step.UNDOING: frozenset({Step.UNDONE, Step.DONE}),
+    # A move that stopped before its copy was placed goes back to DONE: the file is still where it was; an
+    # assignment ends DONE too, in its new folder.
+    Step.DONE: frozenset({Step.MOVING}),
+    Step.MOVING: frozenset({Step.UNDONE, Step.DONE}),
     Step.UNDONE: frozenset(),
     Step.QUARANTINED: frozenset(),
     Step.DUPLICATE: frozenset(),
@@ -341,22 +343,35 @@ class Journal:
         written = Written(row["written_size"], row["written_mtime_ns"], row["written_tags_sha256"])
         return Arrival(bytes(row["head"]), bytes(row["tail"])), written
 
-    def begin_undo(self, record_id: int, staged_path: Path, folder: Path) -> FileRecord:
-        """The rebuilt original is staged for `folder`: from here a crash is settled by recovery (settle_undo)."""
+    def begin_move(self, record_id: int, staged_path: Path, folder: Path, outcome: str) -> FileRecord:
+        """A placed file's new copy is staged for `folder` ("undone" or "assigned"): from here a crash is settled
+        by recovery (service.moves.settle_move)."""
         with self._transaction() as connection:
             connection.execute(
-                "INSERT OR REPLACE INTO undos (record_id, folder) VALUES (?, ?)", (record_id, _encode_path(folder))
+                "INSERT OR REPLACE INTO moves (record_id, folder, outcome) VALUES (?, ?, ?)",
+                (record_id, _encode_path(folder), outcome),
             )
-        return self.advance(record_id, Step.UNDOING, staged_path=staged_path)
+        return self.advance(record_id, Step.MOVING, staged_path=staged_path)
 
-    def undo_folder(self, record_id: int) -> Path | None:
-        rows = self._select("SELECT folder FROM undos WHERE record_id = ?", (record_id,))
-        return _decode_path(rows[0]["folder"]) if rows else None
+    def move_of(self, record_id: int) -> tuple[Path, str] | None:
+        """(folder, outcome) of the move a record is in."""
+        rows = self._select("SELECT folder, outcome FROM moves WHERE record_id = ?", (record_id,))
+        return (_decode_path(rows[0]["folder"]), rows[0]["outcome"]) if rows else None
+
+    def rewrite_written(self, record_id: int, written: Written) -> None:
+        """The file as genresort last wrote it, after an assignment retagged it (what arrived stays as it was)."""
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE arrivals SET written_size = ?, written_mtime_ns = ?, written_tags_sha256 = ?"
+                " WHERE record_id = ?",
+                (written.size, written.mtime_ns, written.tags_sha256, record_id),
+            )
 
     def placed_records(self, since: float | None = None, last: int | None = None) -> list[FileRecord]:
         """Files genresort placed (in a genre folder, unsure or not-music) and has not given back, newest first."""
         rows = self._select(
-            "SELECT * FROM files WHERE step = ? AND outcome IN ('sorted', 'unsure', 'not-music') AND updated_at >= ?"
+            "SELECT * FROM files WHERE step = ? AND outcome IN ('sorted', 'unsure', 'not-music', 'assigned')"
+            " AND updated_at >= ?"
             " ORDER BY id DESC LIMIT ?",
             (Step.DONE.value, since if since is not None else 0.0, last if last is not None else -1),
         )
@@ -386,7 +401,7 @@ class Journal:
         """The latest file sorted into the library (or unsure) with this content, to recognise a re-dropped
         duplicate."""
         rows = self._select(
-            "SELECT * FROM files WHERE sha256 = ? AND step IN (?, ?) AND outcome IN ('sorted', 'unsure')"
+            "SELECT * FROM files WHERE sha256 = ? AND step IN (?, ?) AND outcome IN ('sorted', 'unsure', 'assigned')"
             " ORDER BY id DESC LIMIT 1",
             (sha256, Step.DONE.value, Step.ORIGINAL_KEPT.value),
         )

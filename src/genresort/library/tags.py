@@ -55,6 +55,9 @@ class GenreTags:
     model_id: str  # e.g. "genresort-gtzan-2026.11 sha256:abcd1234"
     decision: str | None = None  # what was done: the genre, "unsure" or "not-music" (GENRESORT_DECISION)
     music_probability: float | None = None  # the evidence for music or not (GENRESORT_MUSIC_PROBABILITY)
+    # A person's assignment: the label the file had before (a genre, "unsure" or "not-music"), kept in
+    # GENRESORT_PREVIOUS_GENRE in place of the genre it arrived with
+    previous_genre: str | None = None
 
     def __post_init__(self) -> None:
         # "(8)" or "8" would be read as ID3v1 genre numbers, and ";" is our separator.
@@ -157,7 +160,9 @@ def _plan(tags: GenreTags, existing: list[str], policy: ExistingGenrePolicy, see
         plan["GENRESORT_DECISION"] = [tags.decision]
     if tags.music_probability is not None:
         plan["GENRESORT_MUSIC_PROBABILITY"] = [f"{tags.music_probability:.3f}"]
-    if existing and not seen_before:
+    if tags.previous_genre is not None:
+        plan[PREVIOUS_GENRE] = [tags.previous_genre]
+    elif existing and not seen_before:
         plan[PREVIOUS_GENRE] = existing
     if policy is ExistingGenrePolicy.UNTOUCHED:
         return plan

@@ -23,14 +23,14 @@ from genresort.service.pipeline import (
     open_source,
     settle,
 )
-from genresort.service.undo import settle_undo
+from genresort.service.moves import settle_move
 
 
 def recover(sorter: Sorter) -> None:
     for record in sorter.journal.unfinished():
         try:
-            if record.step is Step.UNDOING:  # an undo that was stopped: finished or rolled back
-                settle_undo(sorter.journal, record)
+            if record.step is Step.MOVING:  # an undo or assignment that was stopped: finished or rolled back
+                settle_move(sorter.journal, record)
                 continue
             settled = settle(sorter.journal, record, sorter.policy.model_id)
             if settled is not None:

@@ -1,5 +1,6 @@
-"""`genresort undo`: sorted files given back into the inbox byte for byte as they arrived, refused where that
-cannot be promised, and settled after a crash with each file in exactly one place."""
+"""A person's commands on placed files: `genresort undo` gives them back into the inbox byte for byte as they
+arrived, `genresort assign` gives them the person's genre; each refused where it cannot be done safely, and settled
+after a crash with each file in exactly one place."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from conftest import write_mp3
 from daemon_harness import Folders
 from genresort.library.arrival import rebuild
 from genresort.library.journal import Journal, Step
-from genresort.service.undo import settle_undo
+from genresort.service.moves import settle_move
 
 
 def tagged_like_a_download(path: Path) -> Path:
@@ -115,8 +116,8 @@ def test_a_file_genresort_did_not_place_is_an_error(sorted_file, tmp_path: Path)
 
 
 def stop_undo_after_staging(folders: Folders, placed: Path) -> tuple[Journal, int]:
-    """The journal as an undo killed right after it journaled its staged original leaves it: UNDOING, with the
-    rebuilt original staged in the inbox's hidden staging folder (service/undo.py's steps up to begin_undo)."""
+    """The journal as an undo killed right after it journaled its staged original leaves it: MOVING, with the
+    rebuilt original staged in the inbox's hidden staging folder (service/moves.py's steps up to begin_move)."""
     journal = Journal(folders.state / "journal.sqlite3")
     record = journal.placed_at(placed)
     arrival, _ = journal.arrival(record.id)
@@ -125,7 +126,7 @@ def stop_undo_after_staging(folders: Folders, placed: Path) -> tuple[Journal, in
     staged = staging / ".rebuilt.mp3"
     with open(staged, "xb") as copy:
         rebuild(placed, arrival, copy)
-    journal.begin_undo(record.id, staged, folders.inbox)
+    journal.begin_move(record.id, staged, folders.inbox, "undone")
     return journal, record.id
 
 
@@ -147,7 +148,7 @@ def test_an_undo_stopped_after_its_original_was_placed_is_finished(sorted_file) 
     record = journal.get(record_id)
     os.link(record.staged_path, folders.inbox / original.name)  # placed, then killed before the sorted file went
     with journal:
-        assert settle_undo(journal, record).step is Step.UNDONE  # what recovery does at the next start
+        assert settle_move(journal, record).step is Step.UNDONE  # what recovery does at the next start
     assert not placed.exists()
     assert (folders.inbox / original.name).read_bytes() == original.read_bytes()
     assert [path.name for path in folders.root.rglob("*.mp3")] == [original.name]
@@ -200,5 +201,59 @@ def test_an_undo_stopped_with_its_staged_original_the_only_copy_left_places_it(s
     journal, record_id = stop_undo_after_staging(folders, placed)
     placed.unlink()
     with journal:
-        assert settle_undo(journal, journal.get(record_id)).step is Step.UNDONE
+        assert settle_move(journal, journal.get(record_id)).step is Step.UNDONE
     assert (folders.inbox / original.name).read_bytes() == original.read_bytes()
+
+
+def test_an_unsure_file_assigned_a_genre_then_undone_is_back_in_the_inbox_as_it_arrived(tmp_path: Path) -> None:
+    """The issue's test: a person decides an unsure file, then takes the sort back."""
+    folders = Folders(tmp_path / "music")
+    original = tagged_like_a_download(tmp_path / "Night Train.mp3")
+    shutil.copyfile(original, folders.inbox / original.name)
+    environment = folders.env(confidence_threshold=1.0)  # nothing is sure enough: the file goes to unsure
+    result = subprocess.run(
+        [sys.executable, "-m", "genresort.cli", "sort"], env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    unsure = folders.unsure / original.name
+    assert unsure.is_file()
+
+    status, lines = genresort(folders, "assign", str(unsure), "Swing")
+    assert status == 0, lines
+    assert lines[0]["event"] == "file.assigned"
+    assigned = folders.library / "Swing" / original.name
+    assert lines[0]["destination"] == str(assigned) and not unsure.exists()
+    tags = ID3(assigned)
+    assert str(tags["TCON"]) == "Swing"
+    assert tags["TXXX:GENRESORT_DECISION"].text == ["person"]
+    assert tags["TXXX:GENRESORT_PREVIOUS_GENRE"].text == ["unsure"]
+
+    status, lines = genresort(folders, "undo", str(assigned))
+    assert status == 0, lines
+    assert (folders.inbox / original.name).read_bytes() == original.read_bytes()
+    assert [path for path in folders.root.rglob("*.mp3")] == [folders.inbox / original.name]
+
+
+def test_a_correction_keeps_the_genre_it_had_and_refuses_a_name_that_is_not_a_folder(sorted_file) -> None:
+    folders, _, placed = sorted_file
+    status, lines = genresort(folders, "assign", str(placed), "unsure")
+    assert status == 2 and "cannot be a genre folder" in lines[0]["reason"]
+    status, lines = genresort(folders, "assign", str(placed), "Rock & Roll")
+    assert status == 0, lines
+    corrected = Path(lines[0]["destination"])
+    assert corrected.parent.name == "Rock & Roll" and not placed.exists()
+    assert ID3(corrected)["TXXX:GENRESORT_PREVIOUS_GENRE"].text == [placed.parent.name]
+
+
+def test_an_assignment_stopped_before_its_copy_was_placed_is_rolled_back(sorted_file, tmp_path: Path) -> None:
+    folders, _, placed = sorted_file
+    journal = Journal(folders.state / "journal.sqlite3")
+    record = journal.placed_at(placed)
+    staging = folders.library / ".genresort-staging" / "test"
+    staging.mkdir(parents=True)
+    staged = Path(shutil.copyfile(placed, staging / ".retagged.mp3"))
+    journal.begin_move(record.id, staged, folders.library / "Swing", "assigned")
+    with journal:
+        settled = settle_move(journal, journal.get(record.id))
+        assert settled.step is Step.DONE and settled.destination == placed
+    assert [path for path in folders.root.rglob("*.mp3")] == [placed]

@@ -1,0 +1,242 @@
+"""A person's commands on placed files: `genresort undo` gives them back as they arrived, byte for byte, every tag
+as it was and nothing of genresort's left (library/arrival.py keeps what that takes when a file is sorted);
+`genresort assign` gives them the person's genre.
+
+The same crash safety as sorting: the new copy (the rebuilt original, proven by the sha256 of the file that arrived;
+or the retagged file) is staged on the target's file system, journaled, linked into place, and only then is the
+placed file removed. A crash at any moment leaves the file in exactly one place once recovery has run (settle_move).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from structlog.typing import FilteringBoundLogger
+
+from genresort.config import Settings, bad_name
+from genresort.library.arrival import CannotRebuild, read_written, rebuild
+from genresort.library.journal import FileRecord, Journal, Step
+from genresort.library.placement import discard_staged, place_file, release_original, stage_copy, staging_folder
+from genresort.library.tags import ExistingGenrePolicy, GenreTags, TagError, write_genre_tags
+from genresort.logs import path_text
+from genresort.service.pipeline import linked_copy
+from genresort.service.startup import instance_of, open_journal_unlocked, open_state
+from genresort.service.supervisor import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
+
+UNDONE = "undone"
+ASSIGNED = "assigned"
+PERSON = "person"  # GENRESORT_DECISION (and model) of a genre a person assigned
+
+
+@dataclass(frozen=True)
+class MoveOutcome:
+    record: FileRecord
+    destination: Path | None  # where the file is now (or would be, in a dry run)
+    refused: str | None = None  # why it was not moved; nothing was changed
+
+
+def refusal(journal: Journal, record: FileRecord) -> str | None:
+    """Why this placed file cannot be moved by a person's command, or None if it can."""
+    placed = record.destination
+    if placed is None or not placed.is_file():
+        return f"it is no longer at {placed}: moved or removed since genresort placed it"
+    kept = journal.arrival(record.id)
+    if kept is None:
+        return "nothing was kept to rebuild it (sorted before genresort kept arrivals, or a WAV or Ogg file)"
+    try:
+        now = read_written(placed)
+    except CannotRebuild as error:
+        return f"it cannot be read as it was written: {error}"
+    if now != kept[1]:
+        return "it was changed since genresort wrote it (its tags, size or time differ); change it by hand"
+    return None
+
+
+def new_staged(folder: Path, instance: str, suffix: str) -> Path:
+    staging = staging_folder(folder, instance)
+    staging.mkdir(parents=True, exist_ok=True)
+    return staging / f".{uuid.uuid4().hex}{suffix}"
+
+
+def move(journal: Journal, record: FileRecord, staged: Path, folder: Path, name: str, outcome: str) -> MoveOutcome:
+    """Journal the staged copy, link it into `folder`, then remove the placed file: a crash at any moment leaves
+    the file in exactly one place once settle_move has run."""
+    record = journal.begin_move(record.id, staged, folder, outcome)
+    final = place_file(staged, folder, name, keep_duplicates=True)
+    return MoveOutcome(finish_move(journal, record, final, outcome), final)
+
+
+def undo(journal: Journal, record: FileRecord, folder: Path, instance: str, dry_run: bool = False) -> MoveOutcome:
+    """Give one placed file back into `folder` under its arrival name (numbered if that name is taken), as it
+    arrived: the rebuilt file must have the sha256 of the file that arrived."""
+    refused = refusal(journal, record)
+    if refused is not None:
+        return MoveOutcome(record, None, refused)
+    if dry_run:
+        return MoveOutcome(record, folder / record.source.name)
+    arrival, _ = journal.arrival(record.id)
+    staged = new_staged(folder, instance, record.source.suffix)
+    with open(staged, "xb") as copy:
+        rebuild(record.destination, arrival, copy)
+        copy.flush()
+        os.fsync(copy.fileno())
+    with open(staged, "rb") as copy:
+        rebuilt = hashlib.file_digest(copy, "sha256").hexdigest()
+    if rebuilt != record.sha256:
+        discard_staged(staged)
+        return MoveOutcome(record, None, "the rebuilt file is not the one that arrived (its sha256 differs)")
+    return move(journal, record, staged, folder, record.source.name, UNDONE)
+
+
+def assign(journal: Journal, record: FileRecord, genre: str, library: Path, instance: str) -> MoveOutcome:
+    """A person's genre for a placed file (unsure, not music, or a correction): tagged as a sort would tag it, with
+    GENRESORT_DECISION=person and the label it had in GENRESORT_PREVIOUS_GENRE, placed in <library>/<genre>/."""
+    refused = refusal(journal, record)
+    if refused is not None:
+        return MoveOutcome(record, None, refused)
+    folder = library / genre
+    if record.destination.parent == folder:
+        return MoveOutcome(record, None, f"it is in {genre} already")
+    with open(record.destination, "rb") as placed:
+        staged = stage_copy(placed, staging_folder(library, instance), record.destination.suffix).path
+    previous = record.destination.parent.name if record.outcome in ("sorted", ASSIGNED) else record.outcome
+    tags = GenreTags(genre, 1.0, ((genre, 1.0),), PERSON, decision=PERSON, previous_genre=previous)
+    try:
+        write_genre_tags(staged, tags, ExistingGenrePolicy.OVERWRITE)
+    except TagError as error:
+        discard_staged(staged)
+        return MoveOutcome(record, None, f"it cannot be tagged: {error}")
+    return move(journal, record, staged, folder, record.destination.name, ASSIGNED)
+
+
+def finish_move(journal: Journal, record: FileRecord, final: Path, outcome: str) -> FileRecord:
+    """The new copy is in place: remove the old one, drop the staged name, close the record."""
+    release_original(record.destination)
+    discard_staged(record.staged_path)
+    if outcome == UNDONE:
+        return journal.advance(record.id, Step.UNDONE, destination=final)
+    journal.rewrite_written(record.id, read_written(final))  # what an undo will expect to find
+    return journal.advance(record.id, Step.DONE, destination=final, outcome=outcome)
+
+
+def settle_move(journal: Journal, record: FileRecord) -> FileRecord:
+    """After a crash in a move, with the file in exactly one place: finished where its new copy was placed (or
+    where the staged copy is the only one left), rolled back where the old one is still there."""
+    folder, outcome = journal.move_of(record.id)
+    staged, old = record.staged_path, record.destination
+    placed = linked_copy(staged, folder)
+    if placed is None and staged.exists() and not old.exists():  # never leave the only copy hidden
+        name = old.name if outcome == ASSIGNED else record.source.name
+        placed = place_file(staged, folder, name, keep_duplicates=True)
+    if placed is not None:
+        return finish_move(journal, record, placed, outcome)
+    if old.exists():
+        discard_staged(staged)
+        return journal.advance(record.id, Step.DONE)
+    # placed, and its staged name dropped, just before the crash: only the record was left to close
+    if outcome == UNDONE:
+        return journal.advance(record.id, Step.UNDONE, destination=folder)
+    return journal.advance(record.id, Step.DONE, destination=folder, outcome=outcome)
+
+
+def chosen_records(journal: Journal, files: list[Path], last: int | None, since: float | None) -> list[FileRecord]:
+    """The records to undo, oldest first; a FILE that genresort did not place (or gave back already) is an error."""
+    if files:
+        records = []
+        for path in files:
+            record = journal.placed_at(Path(os.path.abspath(path)))
+            if record is None:
+                raise MoveError(f"{path_text(path)}: genresort has no record of placing this file")
+            records.append(record)
+        return records
+    return list(reversed(journal.placed_records(since=since, last=last)))
+
+
+class MoveError(Exception):
+    """The command cannot start; the message says why."""
+
+
+def run_moves(
+    settings: Settings,
+    log: FilteringBoundLogger,
+    command: str,
+    choose: Callable[[Journal], list[FileRecord]],
+    act: Callable[[Journal, FileRecord], MoveOutcome],
+    dry_run: bool = False,
+) -> int:
+    """Run `command` ("undo" or "assign") on the chosen records: one log line per file (`file.undone` or
+    `file.assigned`, or `file.<command>_refused` with the reason). Takes the state folder's lock, as `sort` does
+    (a dry run reads the journal only): with the daemon running, stop it first."""
+    opened = open_journal_unlocked(settings, log) if dry_run else open_state(settings, log)
+    if opened is None:
+        return EXIT_REFUSED
+    journal = opened if dry_run else opened.journal
+    try:
+        if not dry_run:
+            for record in journal.unfinished():
+                if record.step is Step.MOVING:
+                    settle_move(journal, record)
+        try:
+            records = choose(journal)
+        except MoveError as error:
+            log.error(f"{command}.refused", reason=str(error))
+            return EXIT_REFUSED
+        refused = 0
+        for record in records:
+            outcome = act(journal, record)
+            fields = {"source": path_text(record.destination), "sha256": record.sha256, "dry_run": dry_run}
+            if outcome.refused is None:
+                done = UNDONE if command == "undo" else ASSIGNED
+                log.info(f"file.{done}", destination=path_text(outcome.destination), **fields)
+            else:
+                refused += 1
+                log.warning(f"file.{command}_refused", reason=outcome.refused, **fields)
+        return EXIT_FAILED if refused else EXIT_OK
+    finally:
+        opened.close()
+
+
+def run_undo(
+    settings: Settings,
+    log: FilteringBoundLogger,
+    files: list[Path],
+    last: int | None,
+    since: float | None,
+    folder: Path | None,
+    dry_run: bool,
+) -> int:
+    """`genresort undo`: into the inbox, or `folder`."""
+    folder = settings.inbox if folder is None else folder
+    if not folder.is_dir():
+        log.error("undo.refused", reason=f"{path_text(folder)} does not exist or is not a folder")
+        return EXIT_REFUSED
+    instance = instance_of(settings)
+    return run_moves(
+        settings,
+        log,
+        "undo",
+        lambda journal: chosen_records(journal, files, last, since),
+        lambda journal, record: undo(journal, record, folder, instance, dry_run),
+        dry_run,
+    )
+
+
+def run_assign(settings: Settings, log: FilteringBoundLogger, files: list[Path], genre: str) -> int:
+    """`genresort assign FILE... GENRE`: into <library>/<genre>/."""
+    problem = bad_name(genre)
+    if problem is not None:
+        log.error("assign.refused", reason=f"{genre!r} cannot be a genre folder: {problem}")
+        return EXIT_REFUSED
+    instance = instance_of(settings)
+    return run_moves(
+        settings,
+        log,
+        "assign",
+        lambda journal: chosen_records(journal, files, None, None),
+        lambda journal, record: assign(journal, record, genre, settings.library, instance),
+    )
