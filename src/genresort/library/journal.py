@@ -45,7 +45,9 @@ CREATE INDEX IF NOT EXISTS files_by_sha256 ON files (sha256);
 CREATE TABLE IF NOT EXISTS moves (
     record_id INTEGER PRIMARY KEY REFERENCES files (id),
     folder BLOB NOT NULL,
-    outcome TEXT NOT NULL
+    outcome TEXT NOT NULL,
+    previous BLOB NOT NULL,
+    moved_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS arrivals (
     record_id INTEGER PRIMARY KEY REFERENCES files (id),
@@ -347,14 +349,16 @@ class Journal:
         """A placed file's new copy is staged for `folder` ("undone" or "assigned"): from here a crash is settled
         by recovery (service.moves.settle_move)."""
         with self._transaction() as connection:
+            previous = self._get(connection, record_id).destination
             connection.execute(
-                "INSERT OR REPLACE INTO moves (record_id, folder, outcome) VALUES (?, ?, ?)",
-                (record_id, _encode_path(folder), outcome),
+                "INSERT OR REPLACE INTO moves (record_id, folder, outcome, previous, moved_at) VALUES (?, ?, ?, ?, ?)",
+                (record_id, _encode_path(folder), outcome, _encode_path(previous), time.time()),
             )
         return self.advance(record_id, Step.MOVING, staged_path=staged_path)
 
     def move_of(self, record_id: int) -> tuple[Path, str] | None:
-        """(folder, outcome) of the move a record is in."""
+        """(folder, outcome) of the move a record is in (or was last in: the moves table also keeps, for the
+        report, where the file was before and when it was moved)."""
         rows = self._select("SELECT folder, outcome FROM moves WHERE record_id = ?", (record_id,))
         return (_decode_path(rows[0]["folder"]), rows[0]["outcome"]) if rows else None
 
