@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -159,8 +160,6 @@ def test_an_undo_killed_midway_leaves_each_file_in_exactly_one_place_and_finishe
 ) -> None:
     """SIGKILL right after the first file is given back, while the others are on their way: every file is then in
     the library or in the inbox, once; run again, the undo gives back the rest, each byte for byte."""
-    import signal
-
     folders = Folders(tmp_path / "music")
     originals = {}
     for number in range(8):
@@ -257,3 +256,39 @@ def test_an_assignment_stopped_before_its_copy_was_placed_is_rolled_back(sorted_
         settled = settle_move(journal, journal.get(record.id))
         assert settled.step is Step.DONE and settled.destination == placed
     assert [path for path in folders.root.rglob("*.mp3")] == [placed]
+
+
+def test_an_assign_killed_midway_leaves_each_file_in_exactly_one_place(tmp_path: Path) -> None:
+    """SIGKILL right after the first file is assigned: every file is in unsure/ or in the new genre, once, and an
+    assignment of the rest finishes the job."""
+    folders = Folders(tmp_path / "music")
+    for number in range(8):
+        tagged_like_a_download(folders.inbox / f"track {number:02d}.mp3")
+    environment = folders.env(confidence_threshold=1.0)  # nothing is sure enough: all go to unsure
+    sort = subprocess.run([sys.executable, "-m", "genresort.cli", "sort"], env=environment, capture_output=True)
+    assert sort.returncode == 0, sort.stderr
+    unsure = sorted(folders.unsure.glob("*.mp3"))
+    assert len(unsure) == 8
+
+    command = [sys.executable, "-m", "genresort.cli", "assign", *map(str, unsure), "Swing"]
+    assigning = subprocess.Popen(command, env=folders.env(), stdout=subprocess.PIPE, text=True)
+    for line in assigning.stdout:
+        if '"file.assigned"' in line:
+            assigning.send_signal(signal.SIGKILL)
+            break
+    assigning.wait(timeout=60)
+    assert assigning.returncode == -signal.SIGKILL
+
+    def places() -> dict[str, list[Path]]:
+        found: dict[str, list[Path]] = {path.name: [] for path in unsure}
+        for path in folders.root.rglob("*.mp3"):
+            if ".genresort-staging" not in path.parts:
+                found[path.name].append(path)
+        return found
+
+    assert all(len(paths) == 1 for paths in places().values()), places()
+    status, lines = genresort(folders, "assign", *map(str, sorted(folders.unsure.glob("*.mp3"))), "Swing")
+    assert status == 0, lines
+    for name, paths in places().items():
+        assert paths == [folders.library / "Swing" / name]
+        assert ID3(paths[0])["TXXX:GENRESORT_DECISION"].text == ["person"]
