@@ -16,6 +16,7 @@ import numpy as np
 
 from genresort.analysis.audio import WindowPlan, decode_analysis_windows
 from genresort.analysis.decision import Prediction, Thresholds
+from genresort.analysis.explanation import Explanation, explain
 from genresort.analysis.familiarity import Familiarity, parse_familiarity
 from genresort.analysis.features.clip import ClipFeatures, FeatureSet, extract_clip_features, feature_vector
 from genresort.analysis.features.embedding import MusicnnNetwork
@@ -180,9 +181,30 @@ class GenreModel:
             novelty=novelty,
         )
 
-    def analyse(self, path: Path) -> Prediction:
-        """Listen to a file's analysis windows and predict its genre; raises AudioError for bad input."""
+    def listen(self, path: Path) -> tuple[ClipFeatures, float]:
+        """A file's analysis windows heard by the networks, and how many seconds of sound they hold; raises
+        AudioError for bad input."""
         windows = decode_analysis_windows(path, SAMPLE_RATE, self.window_plan)
         with_handcrafted = self.feature_set != FeatureSet.EMBEDDING
-        prediction = self.predict_clip(extract_clip_features(windows, self.networks, with_handcrafted))
-        return replace(prediction, heard_seconds=sum(len(window) for window in windows) / SAMPLE_RATE)
+        heard = sum(len(window) for window in windows) / SAMPLE_RATE
+        return extract_clip_features(windows, self.networks, with_handcrafted), heard
+
+    def analyse(self, path: Path) -> Prediction:
+        """Listen to a file's analysis windows and predict its genre; raises AudioError for bad input."""
+        clip, heard = self.listen(path)
+        return replace(self.predict_clip(clip), heard_seconds=heard)
+
+    def explain(self, path: Path) -> tuple[Prediction, Explanation]:
+        """The prediction, and why: what each window heard and the networks' strongest tags."""
+        clip, heard = self.listen(path)
+        tags = {name: self.tag_names(name) for name in self.network_names}
+        explanation = explain(clip, self.classifier, self.feature_set, self.network_names, tags)
+        return replace(self.predict_clip(clip), heard_seconds=heard), explanation
+
+    def tag_names(self, network_name: str) -> list[str]:
+        """A network's tags in its taggram's order, from the file beside it (tags_msd.txt for msd_musicnn)."""
+        path = self.model_dir / NETWORK_FOLDER / f"tags_{network_name.split('_')[0]}.txt"
+        try:
+            return [line for line in path.read_text().splitlines() if line]
+        except OSError as error:
+            raise ModelError(f"cannot read the tags of {network_name} ({path}): {error.strerror}") from error

@@ -13,6 +13,7 @@ from pathlib import Path
 from genresort.library.journal import FileRecord, Step
 from genresort.library.placement import discard_staged, staging_folder
 from genresort.logs import path_text
+from genresort.service.moves import settle_move
 from genresort.service.pipeline import (
     NotARegularFile,
     Outcome,
@@ -23,7 +24,6 @@ from genresort.service.pipeline import (
     open_source,
     settle,
 )
-from genresort.service.moves import settle_move
 
 
 def recover(sorter: Sorter) -> None:

@@ -147,7 +147,8 @@ def train(
         if target.resolve() != source.resolve():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
-            shutil.copyfile(source.parent / "LICENSE-musicnn.txt", target.parent / "LICENSE-musicnn.txt")
+            for name in ("LICENSE-musicnn.txt", f"tags_{source.stem.split('_')[0]}.txt"):
+                shutil.copyfile(source.parent / name, target.parent / name)
     model_path = output_dir / MODEL_FILE
     model_path.write_text(classifier.to_json())
     plot_confusion(figures, "artist-grouped cross-validation", output_dir / "confusion.png")

@@ -24,6 +24,9 @@ class ClipFeatures:
 
     handcrafted: np.ndarray  # (descriptors,)
     network_outputs: dict[str, dict[str, np.ndarray]]  # network name -> output name -> (patches, width)
+    # how many patches each analysis window gave, in order (what an explanation splits by); empty for a clip read
+    # from the feature cache, which does not keep it
+    window_patch_counts: tuple[int, ...] = ()
 
 
 #: Every clip is heard at the same loudness (RMS over its windows, about -20 dBFS): the networks' log
@@ -47,7 +50,8 @@ def extract_clip_features(
     time and the shipped model does not use them) and every network's per-patch outputs."""
     windows = normalise_loudness(windows)
     powers = [power_spectrogram(window) for window in windows]
-    patches = np.concatenate([log_mel_patches(power) for power in powers])
+    per_window = [log_mel_patches(power) for power in powers]
+    patches = np.concatenate(per_window)
     handcrafted = np.zeros(0, dtype=np.float32)
     if with_handcrafted:
         from genresort.analysis.features.handcrafted import handcrafted_features  # imports librosa: only when needed
@@ -56,6 +60,7 @@ def extract_clip_features(
     return ClipFeatures(
         handcrafted=handcrafted,
         network_outputs={network.name: network.run(patches) for network in networks},
+        window_patch_counts=tuple(len(window) for window in per_window),
     )
 
 

@@ -1,0 +1,34 @@
+"""Why a file got its genre: each analysis window's verdict and the networks' strongest tags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import shared_clip, write_mp3
+from genresort.analysis.model import GenreModel
+
+
+@pytest.fixture(scope="module")
+def model() -> GenreModel:
+    return GenreModel.load()
+
+
+def test_a_clip_heard_whole_has_one_window_whose_verdict_is_the_prediction_and_its_tags(model: GenreModel) -> None:
+    prediction, explanation = model.explain(shared_clip("metal", 0))
+    assert prediction == model.analyse(shared_clip("metal", 0))
+    (window,) = explanation.windows
+    assert (window.genre, window.probability) == pytest.approx((prediction.genre, prediction.confidence))
+    tags = dict(explanation.tags)
+    assert len(tags) == 6 and {"rock", "guitar", "metal"} <= set(tags)
+    assert list(tags.values()) == sorted(tags.values(), reverse=True)
+
+
+def test_a_long_track_is_explained_window_by_window(model: GenreModel, tmp_path: Path) -> None:
+    track = write_mp3(tmp_path / "long.mp3", seconds=70)
+    prediction, explanation = model.explain(track)
+    assert [verdict.window for verdict in explanation.windows] == [1, 2, 3, 4]
+    assert all(verdict.genre in model.genres and 0 < verdict.probability <= 1 for verdict in explanation.windows)
+    fields = explanation.as_fields()
+    assert len(fields["windows"]) == 4 and len(fields["tags"]) == 6
