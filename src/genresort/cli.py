@@ -1,4 +1,4 @@
-"""The command line: watch, sort, classify, train, evaluate.
+"""The command line: watch, sort, assign, undo, report, classify, train, evaluate.
 
 Nothing heavy is imported before a command runs (numpy, onnxruntime: the analysis side), so `--version` and
 `--help` answer at once.
@@ -71,6 +71,16 @@ def _sort(arguments: argparse.Namespace) -> int:
     return run_once(settings, get_logger(), arguments.paths or None, arguments.dry_run)
 
 
+def since_time(command: str, since: str | None) -> float | None:
+    """--since WHEN as a Unix time (None if not given); ConfigError (exit status 2) if it is no date or time."""
+    if since is None:
+        return None
+    try:
+        return datetime.fromisoformat(since).timestamp()
+    except ValueError:
+        raise ConfigError(f"{command} --since {since!r} is not a date or time like 2026-11-29T14:00") from None
+
+
 def _undo(arguments: argparse.Namespace) -> int:
     from genresort.logs import configure_logging, get_logger
     from genresort.service.moves import run_undo
@@ -78,16 +88,7 @@ def _undo(arguments: argparse.Namespace) -> int:
     if not (arguments.files or arguments.last or arguments.since):
         print("genresort undo: say what to undo: FILE..., --last N or --since WHEN", file=sys.stderr)
         return EXIT_BAD_SETUP
-    since = None
-    if arguments.since is not None:
-        try:
-            since = datetime.fromisoformat(arguments.since).timestamp()
-        except ValueError:
-            print(
-                f"genresort undo: --since {arguments.since!r} is not a date or time like 2026-11-29T14:00",
-                file=sys.stderr,
-            )
-            return EXIT_BAD_SETUP
+    since = since_time("undo", arguments.since)
     settings = load_settings(arguments.config)
     configure_logging(settings.log_file)
     return run_undo(settings, get_logger(), arguments.files, arguments.last, since, arguments.to, arguments.dry_run)
@@ -100,6 +101,16 @@ def _assign(arguments: argparse.Namespace) -> int:
     settings = load_settings(arguments.config)
     configure_logging(settings.log_file)
     return run_assign(settings, get_logger(), arguments.files, arguments.genre)
+
+
+def _report(arguments: argparse.Namespace) -> int:
+    from genresort.logs import configure_logging, get_logger
+    from genresort.service.report import run_report
+
+    since = since_time("report", arguments.since)
+    settings = load_settings(arguments.config)
+    configure_logging(settings.log_file, stream=sys.stderr)  # stdout is the report's
+    return run_report(settings, get_logger(), since, arguments.html)
 
 
 def _classify(arguments: argparse.Namespace) -> int:
@@ -297,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     undo.add_argument("--dry-run", action="store_true", help="print what would be given back; change nothing")
     undo.add_argument("--config", type=Path, help="configuration file (default: config/genresort.toml)")
     undo.set_defaults(handler=_undo)
+
+    report = commands.add_parser("report", help="what was sorted: per genre and decision, corrections, busiest hours")
+    report.add_argument("--since", help="only files last changed since this local date or time (e.g. 2026-11-29)")
+    report.add_argument("--html", type=Path, metavar="FILE", help="also write the report as one HTML page, with charts")
+    report.add_argument("--config", type=Path, help="configuration file (default: config/genresort.toml)")
+    report.set_defaults(handler=_report)
 
     classify = commands.add_parser("classify", help="print the genre of files; moves nothing")
     classify.add_argument(

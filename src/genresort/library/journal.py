@@ -143,6 +143,15 @@ def _record_from_row(row: sqlite3.Row) -> FileRecord:
 _FINAL_STEPS_SQL = ", ".join(f"'{step.value}'" for step in sorted(FINAL_STEPS))
 
 
+@dataclass(frozen=True)
+class HistoryEntry:
+    """A finished record, for the sorting report; if the last move a person's command began on it was an
+    assignment, where the file was before it (the label it had)."""
+
+    record: FileRecord
+    assigned_from: Path | None
+
+
 class JournalError(RuntimeError):
     """The journal cannot be used; the message names the file and says what to do."""
 
@@ -380,6 +389,16 @@ class Journal:
             (Step.DONE.value, since if since is not None else 0.0, last if last is not None else -1),
         )
         return [_record_from_row(row) for row in rows]
+
+    def history(self, since: float | None = None) -> list[HistoryEntry]:
+        """Finished records last changed at or after `since` (a Unix time), oldest first."""
+        rows = self._select(
+            "SELECT files.*, CASE WHEN moves.outcome = 'assigned' THEN moves.previous END AS assigned_from"
+            f" FROM files LEFT JOIN moves ON moves.record_id = files.id WHERE files.step IN ({_FINAL_STEPS_SQL})"
+            " AND files.updated_at >= ? ORDER BY files.updated_at, files.id",
+            (since if since is not None else 0.0,),
+        )
+        return [HistoryEntry(_record_from_row(row), _decode_path(row["assigned_from"])) for row in rows]
 
     def placed_at(self, path: Path) -> FileRecord | None:
         """The record of the file genresort placed at `path`, if it is one and was not given back."""
