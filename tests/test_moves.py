@@ -12,7 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 from mutagen.apev2 import APEv2
 from mutagen.id3 import APIC, ID3, TCON, TIT2
 
@@ -292,3 +294,20 @@ def test_an_assign_killed_midway_leaves_each_file_in_exactly_one_place(tmp_path:
     for name, paths in places().items():
         assert paths == [folders.library / "Swing" / name]
         assert ID3(paths[0])["TXXX:GENRESORT_DECISION"].text == ["person"]
+
+
+def test_not_music_is_undone_by_last_and_assigned_with_its_label(tmp_path: Path) -> None:
+    folders = Folders(tmp_path / "music")
+    noise = tmp_path / "hiss.mp3"
+    soundfile.write(noise, np.random.default_rng(3).uniform(-0.5, 0.5, (44100 * 12, 2)), 44100, format="MP3")
+    shutil.copyfile(noise, folders.inbox / noise.name)
+    environment = folders.env(music_threshold=None)  # the model card's own thresholds: noise is not music
+    sort = subprocess.run([sys.executable, "-m", "genresort.cli", "sort"], env=environment, capture_output=True)
+    assert sort.returncode == 0, sort.stderr
+    placed = folders.not_music / noise.name
+    assert placed.is_file()
+    status, lines = genresort(folders, "undo", "--dry-run", "--last", "1")
+    assert status == 0 and lines[0]["source"] == str(placed)
+    status, lines = genresort(folders, "assign", str(placed), "Noise")
+    assert status == 0, lines
+    assert ID3(folders.library / "Noise" / noise.name)["TXXX:GENRESORT_PREVIOUS_GENRE"].text == ["not-music"]

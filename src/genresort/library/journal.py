@@ -383,7 +383,7 @@ class Journal:
     def placed_records(self, since: float | None = None, last: int | None = None) -> list[FileRecord]:
         """Files genresort placed (in a genre folder, unsure or not-music) and has not given back, newest first."""
         rows = self._select(
-            "SELECT * FROM files WHERE step = ? AND outcome IN ('sorted', 'unsure', 'not-music', 'assigned')"
+            "SELECT * FROM files WHERE step = ? AND outcome IN ('sorted', 'unsure', 'not_music', 'assigned')"
             " AND updated_at >= ?"
             " ORDER BY id DESC LIMIT ?",
             (Step.DONE.value, since if since is not None else 0.0, last if last is not None else -1),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from structlog.typing import FilteringBoundLogger
 
+from genresort.analysis.decision import NOT_MUSIC, UNSURE
 from genresort.config import Settings, bad_name
 from genresort.library.arrival import CannotRebuild, read_written, rebuild
 from genresort.library.journal import FileRecord, Journal, Step
@@ -31,6 +32,8 @@ from genresort.service.supervisor import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 UNDONE = "undone"
 ASSIGNED = "assigned"
 PERSON = "person"  # GENRESORT_DECISION (and model) of a genre a person assigned
+#: The label a file placed outside the genre folders had (the journal's outcome -> the decision's name).
+LABELS = {"unsure": UNSURE, "not_music": NOT_MUSIC}
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def assign(journal: Journal, record: FileRecord, genre: str, library: Path, inst
         return MoveOutcome(record, None, f"it is in {genre} already")
     with open(record.destination, "rb") as placed:
         staged = stage_copy(placed, staging_folder(library, instance), record.destination.suffix).path
-    previous = record.destination.parent.name if record.outcome in ("sorted", ASSIGNED) else record.outcome
+    previous = LABELS.get(record.outcome, record.destination.parent.name)
     tags = GenreTags(genre, 1.0, ((genre, 1.0),), PERSON, decision=PERSON, previous_genre=previous)
     try:
         write_genre_tags(staged, tags, ExistingGenrePolicy.OVERWRITE)
