@@ -113,6 +113,16 @@ def _report(arguments: argparse.Namespace) -> int:
     return run_report(settings, get_logger(), since, arguments.html)
 
 
+def _web(arguments: argparse.Namespace) -> int:
+    from genresort.logs import configure_logging, get_logger
+
+    settings = load_settings(arguments.config)
+    configure_logging(settings.log_file)
+    from genresort.service.web import run_web
+
+    return run_web(settings, get_logger())
+
+
 def _classify(arguments: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
@@ -314,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", type=Path, metavar="FILE", help="also write the report as one HTML page, with charts")
     report.add_argument("--config", type=Path, help="configuration file (default: config/genresort.toml)")
     report.set_defaults(handler=_report)
+
+    web = commands.add_parser(
+        "web", help="the review page: decide unsure files, undo sorts, see why (on web_listen, 127.0.0.1:8765)"
+    )
+    web.add_argument("--config", type=Path, help="configuration file (default: config/genresort.toml)")
+    web.set_defaults(handler=_web)
 
     classify = commands.add_parser("classify", help="print the genre of files; moves nothing")
     classify.add_argument(

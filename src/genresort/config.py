@@ -10,6 +10,7 @@ number stops the start with a message naming it: a typo must never leave the dae
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
 import tomllib
@@ -106,6 +107,29 @@ class Settings(BaseSettings):
         default_factory=dict, description="rename or merge the model's genres: {model genre: folder and tag name}"
     )
 
+    web_listen: str = Field(
+        "127.0.0.1:8765",
+        description="address:port `genresort web` serves the review page on; not loopback: needs web_token",
+    )
+    web_token: str | None = Field(None, min_length=1, description="the review page's token, required on every request")
+
+    @field_validator("web_listen")
+    @classmethod
+    def _address_and_port(cls, value: str) -> str:
+        listen_address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> Settings:
+        """The review page moves files: on an address other hosts can reach, only a person with the token may use it."""
+        host, _ = listen_address(self.web_listen)
+        if not is_loopback(host) and self.web_token is None:
+            raise ValueError(
+                f"web_listen {self.web_listen} can be reached from other machines: set web_token (a long random secret"
+                " such as `openssl rand -hex 32` gives) or listen on 127.0.0.1"
+            )
+        return self
+
     @field_validator("genre_names", mode="before")
     @classmethod
     def _json_object(cls, value: object) -> object:
@@ -168,6 +192,25 @@ def bad_name(name: str) -> str | None:
     if name.casefold() in RESERVED_NAMES:
         return f"{name!r} is what genresort calls a file that is not sorted into a genre"
     return None
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """(host, port) of "host:port" or "[IPv6]:port"; ValueError naming what is wrong."""
+    host, separator, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not an address and port such as 127.0.0.1:8765")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach `host` (a name other than localhost may resolve to anything)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_genre_names(names: Mapping[str, str], genres: Sequence[str]) -> None:
