@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,3 +35,14 @@ def test_a_long_track_is_explained_window_by_window(model: GenreModel, tmp_path:
     assert all(verdict.genre in model.genres and 0 < verdict.probability <= 1 for verdict in explanation.windows)
     fields = explanation.as_fields()
     assert len(fields["windows"]) == 4 and len(fields["tags"]) == 6
+
+
+def test_classify_explain_prints_the_windows_and_the_tags(tmp_path: Path) -> None:
+    clip = shared_clip("jazz", 1)
+    command = [sys.executable, "-m", "genresort.cli", "classify", "--explain"]
+    text = subprocess.run([*command, str(clip)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "heard, window by window: Jazz" in text.stdout and "strongest tags: jazz" in text.stdout
+    lines = subprocess.run([*command, "--json", str(clip)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    explanation = json.loads(lines.stdout)["explanation"]
+    assert explanation["windows"][0][0] == "Jazz" and explanation["tags"][0][0] == "jazz"

@@ -146,7 +146,11 @@ def _classify(arguments: argparse.Namespace) -> int:
     bar = ProgressBar(len(files), "classify")
     for done, path in enumerate(files, start=1):
         try:
-            decision = named(decide(model.analyse(path), thresholds), settings.genre_names)
+            if arguments.explain:
+                prediction, explanation = model.explain(path)
+            else:
+                prediction, explanation = model.analyse(path), None
+            decision = named(decide(prediction, thresholds), settings.genre_names)
         except (AudioError, OSError) as error:
             failures += 1
             reason = error.reason if isinstance(error, AudioError) else error.strerror
@@ -156,7 +160,10 @@ def _classify(arguments: argparse.Namespace) -> int:
             continue
         bar.clear()
         if arguments.json:
-            print(json.dumps({"path": path_text(path), **decision_fields(decision)}), flush=True)
+            fields = {"path": path_text(path), **decision_fields(decision)}
+            if explanation is not None:
+                fields["explanation"] = explanation.as_fields()
+            print(json.dumps(fields), flush=True)
         else:
             prediction = decision.prediction
             top = ", ".join(f"{genre} {probability:.0%}" for genre, probability in prediction.top)
@@ -168,6 +175,10 @@ def _classify(arguments: argparse.Namespace) -> int:
             print(
                 f"{path_text(path)}: {prediction.genre} ({prediction.confidence:.0%}; top: {top}){verdict}", flush=True
             )
+            if explanation is not None:
+                windows = ", ".join(f"{verdict.genre} {verdict.probability:.0%}" for verdict in explanation.windows)
+                tags = ", ".join(f"{tag} {probability:.0%}" for tag, probability in explanation.tags)
+                print(f"  heard, window by window: {windows}\n  strongest tags: {tags}", flush=True)
         bar.draw(done)
     bar.finish()
     return EXIT_FAILED_FILES if failures else 0
@@ -336,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
         "files", nargs="+", type=Path, metavar="FILE", help="audio files, or folders: every audio file below them"
     )
     classify.add_argument("--json", action="store_true", help="one JSON object per line")
+    classify.add_argument(
+        "--explain", action="store_true", help="also what each analysis window heard and the strongest tags"
+    )
     classify.add_argument("--model", type=Path, help="model folder (default: the configuration's model_dir)")
     classify.add_argument("--threshold", type=float, help="confidence below which the decision is 'unsure'")
     classify.add_argument("--config", type=Path, help="configuration file, for genre_names and model_dir")
