@@ -118,6 +118,18 @@ def test_a_file_genresort_did_not_place_is_an_error(sorted_file, tmp_path: Path)
     assert status == 2 and "no record of placing" in lines[0]["reason"]
 
 
+def kill_after_first(folders: Folders, event: str, *arguments: str) -> None:
+    """Run a command and SIGKILL it as soon as it logs its first `event`, while the next file is on its way."""
+    command = [sys.executable, "-m", "genresort.cli", *arguments]
+    running = subprocess.Popen(command, env=folders.env(), stdout=subprocess.PIPE, text=True)
+    for line in running.stdout:
+        if f'"{event}"' in line:
+            running.send_signal(signal.SIGKILL)
+            break
+    running.wait(timeout=60)
+    assert running.returncode == -signal.SIGKILL
+
+
 def stop_undo_after_staging(folders: Folders, placed: Path) -> tuple[Journal, int]:
     """The journal as an undo killed right after it journaled its staged original leaves it: MOVING, with the
     rebuilt original staged in the inbox's hidden staging folder (service/moves.py's steps up to begin_move)."""
@@ -171,14 +183,7 @@ def test_an_undo_killed_midway_leaves_each_file_in_exactly_one_place_and_finishe
     status, lines = genresort(folders, "sort")
     assert status == 0 and sum(line["event"] == "file.sorted" for line in lines) == 8, lines
 
-    command = [sys.executable, "-m", "genresort.cli", "undo", "--last", "8"]
-    undoing = subprocess.Popen(command, env=folders.env(), stdout=subprocess.PIPE, text=True)
-    for line in undoing.stdout:
-        if '"file.undone"' in line:
-            undoing.send_signal(signal.SIGKILL)
-            break
-    undoing.wait(timeout=60)
-    assert undoing.returncode == -signal.SIGKILL
+    kill_after_first(folders, "file.undone", "undo", "--last", "8")
 
     def places() -> dict[str, list[Path]]:
         found: dict[str, list[Path]] = {name: [] for name in originals}
@@ -272,14 +277,7 @@ def test_an_assign_killed_midway_leaves_each_file_in_exactly_one_place(tmp_path:
     unsure = sorted(folders.unsure.glob("*.mp3"))
     assert len(unsure) == 8
 
-    command = [sys.executable, "-m", "genresort.cli", "assign", *map(str, unsure), "Swing"]
-    assigning = subprocess.Popen(command, env=folders.env(), stdout=subprocess.PIPE, text=True)
-    for line in assigning.stdout:
-        if '"file.assigned"' in line:
-            assigning.send_signal(signal.SIGKILL)
-            break
-    assigning.wait(timeout=60)
-    assert assigning.returncode == -signal.SIGKILL
+    kill_after_first(folders, "file.assigned", "assign", *map(str, unsure), "Swing")
 
     def places() -> dict[str, list[Path]]:
         found: dict[str, list[Path]] = {path.name: [] for path in unsure}

@@ -110,7 +110,7 @@ def test_a_day_of_sorting_and_correcting_is_reported_as_text_and_as_one_html_pag
         assert outside not in document
     assert "&lt;b&gt;&amp; notes.mp3" in document and "<b>&" not in document
     assert "Polka" in document and quarantined["reason"] in document
-    assert not list(tmp_path.glob(".report.html.*"))  # the temporary page was renamed over the real one
+    assert not list(tmp_path.glob(".*.tmp"))  # the temporary page was renamed over the real one
 
     later = genresort(folders, "report", "--since", "2999-01-01")
     assert later.returncode == 0 and later.stdout == "No file finished since 2999-01-01 00:00.\n"

@@ -138,20 +138,25 @@ def release_original(path: Path) -> None:
 def write_reason(path: Path, reason: dict) -> Path:
     """Write `reason` as pretty JSON to `<path>.reason.json`, atomically (never a half-written file)."""
     target = path.with_name(path.name + REASON_SUFFIX)
-    temporary = path.with_name(f".reason-{uuid.uuid4().hex}.tmp")  # short: path.name may be 255 bytes
+    write_text_whole(target, json.dumps(reason, indent=2, ensure_ascii=False, default=str) + "\n")
+    _fsync_dir(target.parent)
+    return target
+
+
+def write_text_whole(path: Path, text: str) -> None:
+    """Write the file whole or not at all: a temporary file, fsynced, renamed over it. backslashreplace: a name that
+    is not UTF-8 (its bytes decoded to lone surrogates) is written as \\udcff escapes rather than failing the write
+    (and with it, say, the whole quarantine)."""
+    temporary = path.with_name(f".{uuid.uuid4().hex}.tmp")  # short: path.name may be 255 bytes
     try:
-        # backslashreplace: a name that is not UTF-8 (its bytes decoded to lone surrogates) is written as \udcff
-        # escapes rather than failing the write, and with it the whole quarantine.
         with open(temporary, "x", encoding="utf-8", errors="backslashreplace") as f:
-            f.write(json.dumps(reason, indent=2, ensure_ascii=False, default=str) + "\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temporary, target)
+        os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)
-    return target
 
 
 def discard_staged(staged: Path) -> None:

@@ -10,10 +10,8 @@ once, as it is now (an assigned file under `assigned`, not also under `sorted`),
 from __future__ import annotations
 
 import html
-import os
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from structlog.typing import FilteringBoundLogger
 
 from genresort.config import Settings
 from genresort.library.journal import FileRecord, HistoryEntry, Step
+from genresort.library.placement import write_text_whole
 from genresort.logs import path_text
 from genresort.service.startup import JOURNAL_NAME, open_journal_unlocked
 from genresort.service.supervisor import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
@@ -319,21 +318,6 @@ def as_html(report: SortingReport) -> str:
 # --- the command --------------------------------------------------------------------------------------------------
 
 
-def write_page(path: Path, text: str) -> None:
-    """Write the page whole or not at all (a temporary file renamed over it): a page open in a browser, or being
-    copied, is never seen half-written."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(temporary, "x", encoding="utf-8", errors="backslashreplace") as page:
-            page.write(text)
-            page.flush()
-            os.fsync(page.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def run_report(settings: Settings, log: FilteringBoundLogger, since: float | None, page: Path | None) -> int:
     """`genresort report`: the text on stdout and, with `page`, the HTML page written there. Takes no lock."""
     journal_path = settings.state_dir / JOURNAL_NAME
@@ -353,7 +337,7 @@ def run_report(settings: Settings, log: FilteringBoundLogger, since: float | Non
     print(as_text(report), end="")
     if page is not None:
         try:
-            write_page(page, as_html(report))
+            write_text_whole(page, as_html(report))
         except OSError as error:
             print(f"genresort report: {path_text(page)} cannot be written: {error.strerror}", file=sys.stderr)
             return EXIT_FAILED

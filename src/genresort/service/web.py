@@ -211,13 +211,20 @@ def make_app(settings: Settings) -> Starlette:
             said=request.query_params.get("said"),
         )
 
-    def details(request: Request) -> Response:
+    def requested_file(request: Request) -> tuple[FileRecord | None, Path | None] | Response:
+        """The placed record the request's id names, and its file if it may be served (inside the folders)."""
         journal = reading(request)
         if isinstance(journal, Response):
             return journal
         with journal:
             record = placed(journal, request.path_params["id"])
-        path = served_file(settings, record) if record else None
+        return record, served_file(settings, record) if record else None
+
+    def details(request: Request) -> Response:
+        found = requested_file(request)
+        if isinstance(found, Response):
+            return found
+        record, path = found
         if path is None:
             return page(request, "message.html", 404, title="No such file", text="genresort placed no file by that id.")
         from genresort.analysis.audio import AudioError
@@ -235,12 +242,10 @@ def make_app(settings: Settings) -> Starlette:
         )
 
     def audio(request: Request) -> Response:
-        journal = reading(request)
-        if isinstance(journal, Response):
-            return journal
-        with journal:
-            record = placed(journal, request.path_params["id"])
-        path = served_file(settings, record) if record else None
+        found = requested_file(request)
+        if isinstance(found, Response):
+            return found
+        _, path = found
         if path is None:
             return PlainTextResponse("no such file", 404)
         return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
