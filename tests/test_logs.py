@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -136,3 +137,15 @@ def test_the_daemon_refuses_a_folder_as_log_file_with_exit_code_2_and_no_traceba
         assert f"log_file {tmp_path} cannot be opened for appending: Is a directory" in result.stderr
         assert "Traceback" not in result.stderr
         assert not (tmp_path / "inbox").exists()  # refused before anything was touched
+
+
+def test_on_a_terminal_the_log_is_written_for_a_person_and_the_log_file_stays_json(tmp_path: Path) -> None:
+    reader, writer = pty.openpty()
+    with open(writer, "w", encoding="utf-8", closefd=True) as terminal:
+        configure_logging(tmp_path / "sorting.log", stream=terminal)
+        get_logger().info("file.sorted", source="/inbox/a.mp3", top=[["Jazz", 0.9]])
+    shown = os.read(reader, 4096).decode()
+    os.close(reader)
+    assert ' info    file.sorted  source=/inbox/a.mp3 top=[["Jazz", 0.9]]' in shown and "{" not in shown
+    (line,) = (tmp_path / "sorting.log").read_text().splitlines()
+    assert json.loads(line)["event"] == "file.sorted"

@@ -1,4 +1,5 @@
-"""The sorting log: JSON lines on stdout (journald picks them up) and optionally in a file.
+"""The sorting log: JSON lines on stdout (journald picks them up) and optionally in a file; on a terminal, the
+same lines as a person reads them.
 
 One line per outcome, with a stable event name (`file.sorted`, `file.unsure`, `file.duplicate`,
 `file.quarantined`, `file.retry`, `daemon.ready`, `daemon.stopping`, ...) so people and scripts can filter.
@@ -6,6 +7,7 @@ One line per outcome, with a stable event name (`file.sorted`, `file.unsure`, `f
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -27,7 +29,7 @@ class JsonLinesWriter:
     def msg(self, message: str) -> None:
         with self._lock:
             for stream in self._streams:
-                stream.write(message + "\n")
+                stream.write((human_line(json.loads(message)) if is_terminal(stream) else message) + "\n")
                 stream.flush()
 
     log = debug = info = warning = warn = error = critical = exception = msg
@@ -99,6 +101,22 @@ def configure_logging(log_file: Path | None = None, stream: TextIO = sys.stdout)
         logger_factory=lambda *args: writer,
         cache_logger_on_first_use=False,
     )
+
+
+def is_terminal(stream: TextIO | LogFile) -> bool:
+    """A person at a terminal reads the log, not a program: JSON lines only go where they are not on a terminal."""
+    return not isinstance(stream, LogFile) and stream.isatty()
+
+
+def human_line(record: dict) -> str:
+    """One log line as a person reads it: the time (UTC), the level, the event, then the fields as key=value."""
+    time = str(record.pop("timestamp", ""))[11:19]
+    level = record.pop("level", "")
+    event = record.pop("event", "")
+    fields = " ".join(
+        f"{key}={value if isinstance(value, str) else json.dumps(value)}" for key, value in record.items()
+    )
+    return f"{time} {level:<7} {event}  {fields}".rstrip()
 
 
 def get_logger() -> structlog.typing.FilteringBoundLogger:
