@@ -143,7 +143,10 @@ def test_on_a_terminal_the_log_is_written_for_a_person_and_the_log_file_stays_js
     reader, writer = pty.openpty()
     with open(writer, "w", encoding="utf-8", closefd=True) as terminal:
         configure_logging(tmp_path / "sorting.log", stream=terminal)
-        get_logger().info("file.sorted", source="/inbox/a.mp3", top=[["Jazz", 0.9]])
+        try:
+            get_logger().info("file.sorted", source="/inbox/a.mp3", top=[["Jazz", 0.9]])
+        finally:
+            configure_logging(stream=io.StringIO())  # the logger is global: never leave it on a closed terminal
     shown = os.read(reader, 4096).decode()
     os.close(reader)
     assert ' info    file.sorted  source=/inbox/a.mp3 top=[["Jazz", 0.9]]' in shown and "{" not in shown
