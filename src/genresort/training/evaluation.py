@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 from sklearn.pipeline import Pipeline
 
+from genresort.progress import progress
 from genresort.training.classifier import fit_classifier, grouped_splits
 from genresort.training.dataset import LabelledFile, TrainingSet
 
@@ -49,24 +50,26 @@ def cross_validate(
     scored_index = np.flatnonzero(scored)
     labels = sorted(set(genres))
     totals = np.zeros((len(scored_index), len(labels)))
-    for repeat in range(repeats):
-        for train, test in grouped_splits(genres[scored_index], groups[scored_index], folds, seed=repeat):
-            test_groups = set(groups[scored_index[test]])
-            training = np.concatenate(
-                [scored_index[train], np.flatnonzero(~scored & ~np.isin(groups, list(test_groups)))]
-            )
-            assert not test_groups & set(groups[training]), "an artist on both sides of a split"
-            training_rows = np.flatnonzero(np.isin(rows.clip_of_row, training))
-            clip_of_row = rows.clip_of_row[training_rows]
-            model = fit(
-                rows.vectors[training_rows],
-                genres[clip_of_row],
-                groups[clip_of_row],
-                rows.weights[training_rows],
-                repeat,
-            )
-            columns = [labels.index(genre) for genre in model.classes_]
-            totals[np.ix_(test, columns)] += model.predict_proba(test_vectors[scored_index[test]])
+    splits = [
+        (repeat, split)
+        for repeat in range(repeats)
+        for split in grouped_splits(genres[scored_index], groups[scored_index], folds, seed=repeat)
+    ]
+    for repeat, (train, test) in progress(splits, len(splits), "cross-validation"):
+        test_groups = set(groups[scored_index[test]])
+        training = np.concatenate([scored_index[train], np.flatnonzero(~scored & ~np.isin(groups, list(test_groups)))])
+        assert not test_groups & set(groups[training]), "an artist on both sides of a split"
+        training_rows = np.flatnonzero(np.isin(rows.clip_of_row, training))
+        clip_of_row = rows.clip_of_row[training_rows]
+        model = fit(
+            rows.vectors[training_rows],
+            genres[clip_of_row],
+            groups[clip_of_row],
+            rows.weights[training_rows],
+            repeat,
+        )
+        columns = [labels.index(genre) for genre in model.classes_]
+        totals[np.ix_(test, columns)] += model.predict_proba(test_vectors[scored_index[test]])
     return CrossValidation(
         genres=labels,
         true_genres=genres[scored_index],

@@ -21,6 +21,7 @@ from genresort.analysis.decision import NOT_MUSIC, UNSURE
 from genresort.analysis.features.clip import ClipFeatures, taggram_mean_columns
 from genresort.analysis.model_file import LinearClassifier
 from genresort.analysis.placement_check import CHECK_CLASSES, PlacementCheck, TagAgreement
+from genresort.progress import progress
 from genresort.training.classifier import export_logistic
 from genresort.training.dataset import TrainingSet
 from genresort.training.evaluation import choose_threshold
@@ -199,7 +200,9 @@ def cross_validate_rule(
     published: Sequence[Sequence[str]], groups: Sequence[str], fit_rule: FitRule, folds: int = 5, repeats: int = 10
 ) -> HeldOut:
     """Coverage and precision of a rule on held-out artists, `repeats` times `folds` folds."""
-    runs = [held_out_decisions(groups, fit_rule, folds, seed) for seed in range(repeats)]
+    runs = [
+        held_out_decisions(groups, fit_rule, folds, seed) for seed in progress(range(repeats), repeats, "real songs")
+    ]
     return HeldOut(tuple(score(run, published) for run in runs), tuple(tuple(run) for run in runs))
 
 
