@@ -97,6 +97,23 @@ def write_mp3(path: Path, seconds: float, sample_rate: int = 44100, channels: in
     return path
 
 
+def tagged_like_a_download(path: Path, cover_bytes: int = 200_000) -> Path:
+    """A real MP3 as people's files are: an ID3v2.4 tag with a cover, an APEv2 tag and an ID3v1 tag."""
+    from mutagen.apev2 import APEv2
+    from mutagen.id3 import APIC, ID3, TCON, TIT2
+
+    write_mp3(path, seconds=6)
+    tags = ID3()
+    tags.add(TIT2(encoding=3, text=["Night Train"]))
+    tags.add(TCON(encoding=3, text=["Swing"]))
+    tags.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="cover", data=os.urandom(cover_bytes)))
+    tags.save(path, v1=2, v2_version=4)
+    ape = APEv2()
+    ape["Title"] = "Night Train"
+    ape.save(path)
+    return path
+
+
 def make_mp3(path: Path, seed: int, seconds: float = 3.0) -> Path:
     """A distinct short MP3 (tones and noise from `seed`), mono 22.05 kHz to be quick to write."""
     return write_mp3(path, seconds, sample_rate=22050, channels=1, seed=seed)

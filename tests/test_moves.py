@@ -15,28 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from mutagen.apev2 import APEv2
-from mutagen.id3 import APIC, ID3, TCON, TIT2
+from mutagen.id3 import ID3, TIT2
 
-from conftest import write_mp3
+from conftest import tagged_like_a_download, write_mp3
 from daemon_harness import Folders
 from genresort.library.arrival import rebuild
 from genresort.library.journal import Journal, Step
 from genresort.service.moves import settle_move
-
-
-def tagged_like_a_download(path: Path) -> Path:
-    """A real MP3 as people's files are: an ID3v2.4 tag with a cover, an APEv2 tag and an ID3v1 tag."""
-    write_mp3(path, seconds=6)
-    tags = ID3()
-    tags.add(TIT2(encoding=3, text=["Night Train"]))
-    tags.add(TCON(encoding=3, text=["Swing"]))
-    tags.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="cover", data=os.urandom(200_000)))
-    tags.save(path, v1=2, v2_version=4)
-    ape = APEv2()
-    ape["Title"] = "Night Train"
-    ape.save(path)
-    return path
 
 
 def genresort(folders: Folders, *arguments: str) -> tuple[int, list[dict]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from mutagen.id3 import ID3, TIT2
 
-from conftest import shared_clip, small_tmpfs, write_mp3
+from conftest import shared_clip, small_tmpfs, tagged_like_a_download, write_mp3
 from genresort.analysis.audio import NotAudioError
 from genresort.analysis.decision import Prediction, Thresholds
 from genresort.digest import sha256_file
@@ -516,23 +516,6 @@ def test_recovery_leaves_another_instances_staging_alone(folders: Path, journal:
 # -- what arrived, kept for an undo ---------------------------------------------------------------------------
 
 
-def tagged_like_a_download(path: Path) -> Path:
-    """A real MP3 with what people's files carry: an ID3v2.4 tag with a 1 MB cover, an APEv2 tag and an ID3v1 tag."""
-    from mutagen.apev2 import APEv2
-    from mutagen.id3 import APIC, TCON
-
-    write_mp3(path, seconds=6)
-    tags = ID3()
-    tags.add(TIT2(encoding=3, text=["Night Train"]))
-    tags.add(TCON(encoding=3, text=["Swing"]))
-    tags.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="cover", data=os.urandom(2**20)))
-    tags.save(path, v1=2, v2_version=4)
-    ape = APEv2()
-    ape["Title"] = "Night Train"
-    ape.save(path)
-    return path
-
-
 def test_a_sorted_file_can_be_given_back_byte_for_byte_from_what_the_journal_kept(
     folders: Path, journal: Journal, tmp_path: Path
 ) -> None:
@@ -540,7 +523,7 @@ def test_a_sorted_file_can_be_given_back_byte_for_byte_from_what_the_journal_kep
 
     from genresort.library.arrival import read_written, rebuild
 
-    original = tagged_like_a_download(tmp_path / "original.mp3")
+    original = tagged_like_a_download(tmp_path / "original.mp3", cover_bytes=2**20)
     sorter = scripted_sorter(folders, journal, lambda path: JAZZ)
     outcome = sorter.sort_file(drop(sorter, original))
     assert outcome.outcome == Outcome.SORTED

@@ -19,10 +19,12 @@ from pathlib import Path
 
 from structlog.typing import FilteringBoundLogger
 
+from genresort.analysis.decision import NOT_MUSIC, UNSURE
 from genresort.config import Settings
 from genresort.library.journal import FileRecord, HistoryEntry, Step
 from genresort.library.placement import write_text_whole
 from genresort.logs import path_text
+from genresort.service.moves import LABELS, UNDONE
 from genresort.service.startup import JOURNAL_NAME, open_journal_unlocked
 from genresort.service.supervisor import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 
@@ -88,8 +90,8 @@ class SortingReport:
 def decision_of(record: FileRecord) -> str:
     """The decision a finished file stands at: given back (undone), or its outcome spelt as its folder is."""
     if record.step is Step.UNDONE:
-        return "undone"
-    return "not-music" if record.outcome == "not_music" else str(record.outcome)
+        return UNDONE
+    return LABELS.get(record.outcome, str(record.outcome))
 
 
 def _name(path: Path) -> str:
@@ -333,7 +335,7 @@ def run_report(settings: Settings, log: FilteringBoundLogger, since: float | Non
         return EXIT_REFUSED
     with journal:
         history = journal.history(since)
-    report = build_report(history, {settings.unsure: "unsure", settings.not_music: "not-music"}, since)
+    report = build_report(history, {settings.unsure: UNSURE, settings.not_music: NOT_MUSIC}, since)
     print(as_text(report), end="")
     if page is not None:
         try:
