@@ -3,7 +3,9 @@ back byte for byte as it arrived, every tag as it was and nothing of genresort's
 
 Our tag writing never changes the audio bytes (tags.py proves it for every file it writes), so a sorted file is
 its original with other bytes before and after the audio: the original is the kept head, the sorted file's audio,
-and the kept tail. What genresort wrote is fingerprinted too, so that an undo can refuse a file a person changed.
+and the kept tail. The audio may have moved (an M4A whose moov, before its mdat, grew; mutagen then rewrote the
+moov's chunk offsets): the kept head is the original's, offsets included, so the rebuilt file is still the original.
+What genresort wrote is fingerprinted too, so that an undo can refuse a file a person changed.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ class CannotRebuild(Exception):
 
 @dataclass(frozen=True)
 class Arrival:
-    head: bytes  # the bytes before the audio (an ID3v2 tag, often with cover art; FLAC's metadata blocks)
-    tail: bytes  # the bytes after it (APEv2 and ID3v1 tags)
+    # the bytes before the audio: an MP3's ID3v2 tag, often with cover art; FLAC's metadata blocks; an M4A's boxes
+    # before its mdat payload (its moov, if first); an AIFF's chunks before its sound data; a WMA's ASF header
+    head: bytes
+    tail: bytes  # the bytes after it: APEv2 and ID3v1 tags; an M4A's moov, if last; an AIFF's ID3 chunk
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,10 @@ def _around_audio(path: Path) -> tuple[bytes, bytes, int]:
     except TagError as error:
         raise CannotRebuild(str(error)) from error
     if span is None:
-        raise CannotRebuild(f"{path.suffix or 'this'} files are rewritten around their audio when tagged")
+        raise CannotRebuild(
+            f"the audio of {path.name} is not one span of bytes that tagging leaves as it is (Ogg Vorbis, Opus and"
+            " WAV files are rewritten around their audio when tagged, a fragmented M4A holds it in pieces)"
+        )
     start, end = span
     with open(path, "rb") as stream:
         head = stream.read(start)

@@ -1,5 +1,9 @@
 """Genre tags written into a staged copy of a music file, and verified by reading them back.
 
+Every format in the format's own way: ID3v2.3 (MP3; an ID3 chunk in WAV and AIFF), Vorbis comments (FLAC, Ogg
+Vorbis, Opus), MP4 atoms (M4A: AAC, ALAC) and ASF attributes (WMA). The file's content decides its format, never
+its name: an MP3 named .m4a is tagged as the MP3 it is.
+
 Only a staged copy is ever edited (the caller guarantees this), so a failed or interrupted write
 costs nothing: the caller discards the copy and the user's original is still in the inbox.
 That is also why every write is checked afterwards instead of trusted.
@@ -8,26 +12,45 @@ That is also why every write is checked afterwards instead of trusted.
 from __future__ import annotations
 
 import hashlib
+import reprlib
+import struct
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import mutagen
 import soundfile as sf
+from mutagen.aiff import AIFF
+from mutagen.asf import ASF, ASFUnicodeAttribute
 from mutagen.flac import FLAC
 from mutagen.id3 import ID3, TCON, TXXX, Encoding, ID3NoHeaderError, ID3v1SaveOptions
 from mutagen.mp3 import MP3
+from mutagen.mp4 import MP4, MP4FreeForm
+from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
 _CHUNK = 1 << 20
-_FORMATS = [MP3, FLAC, OggVorbis, WAVE]
+
+# The formats genresort tags, by the names its messages give them.
+_FORMAT_NAMES: dict[type[mutagen.FileType], str] = {
+    MP3: "MP3",
+    FLAC: "FLAC",
+    OggVorbis: "Ogg Vorbis",
+    OggOpus: "Opus",
+    MP4: "MP4 (M4A)",
+    AIFF: "AIFF",
+    WAVE: "WAV",
+    ASF: "WMA (ASF)",
+}
 
 GENRE_SEPARATOR = "; "
-"""Joins several genres in one ID3v2.3 TCON value: v2.3 has no portable multi-value form, "/" occurs
-in real genre names ("Pop/Funk") and "; " is how Windows shows multi-valued properties."""
+"""Joins several genres in one ID3v2.3 TCON or MP4 value: v2.3 has no portable multi-value form and MP4 readers
+show only an atom's first value, "/" occurs in real genre names ("Pop/Funk") and "; " is how Windows shows
+multi-valued properties."""
 
 PREVIOUS_GENRE = "GENRESORT_PREVIOUS_GENRE"
 _OUR_GENRE = "GENRESORT_GENRE"
@@ -38,8 +61,8 @@ _V24_ONLY_FRAMES = "ASPI EQU2 RVA2 SEEK SIGN TDEN TDRL TDTG TMOO TPRO TSOA TSOP 
 
 
 class ExistingGenrePolicy(StrEnum):
-    """What happens to a genre the file already has (a file without one gets ours in TCON/GENRE, except
-    with UNTOUCHED)."""
+    """What happens to a genre the file already has (a file without one gets ours in the format's genre field:
+    TCON, GENRE, ©gen or WM/Genre, except with UNTOUCHED)."""
 
     KEEP = "keep"  # the genre field stays as it was; ours goes only to GENRESORT_GENRE
     UNTOUCHED = "untouched"  # the genre field is never written, even when empty (used for 'unsure' files)
@@ -78,15 +101,31 @@ class TagError(Exception):
 def read_genres(path: Path) -> list[str]:
     """The genre(s) a player would show for the file now; [] when it has none or no tags.
 
-    For an MP3 this includes an ID3v1 genre when the ID3v2 tag has none. Raises TagError for
-    files that are not readable MP3, FLAC, Ogg Vorbis or WAV.
+    For an MP3 this includes an ID3v1 genre when the ID3v2 tag has none, for an M4A an iTunes `gnre` genre.
+    Raises TagError for a file that is not a readable file of a format genresort tags.
     """
-    tags = _open(path).tags
-    if tags is None:
-        return []
-    if isinstance(tags, ID3):
-        return _split_genres(tags["TCON"].genres if "TCON" in tags else [])
-    return _split_genres(tags.get("genre", []))
+    return _split_genres(read_fields(path).get("GENRE", []))
+
+
+def read_fields(path: Path) -> dict[str, list[str]]:
+    """The genre field (as "GENRE") and the GENRESORT_* fields of the file, as text, by the same names whatever
+    the format keeps them in. Raises TagError as read_genres does."""
+    audio, _ = _open(path)
+    if audio.tags is None:
+        return {}
+    if isinstance(audio.tags, ID3):
+        fields = {frame.desc: frame.text for frame in audio.tags.getall("TXXX") if frame.desc.startswith(_PREFIX)}
+        if "TCON" in audio.tags:
+            fields["GENRE"] = audio.tags["TCON"].genres
+        return fields
+    family = _FIELDS[type(audio)]
+    fields = {}
+    for key, values in family.fields(audio.tags).items():
+        if key == family.genre:
+            fields["GENRE"] = [family.text(value) for value in values]
+        elif key.startswith(family.prefix + _PREFIX):
+            fields[key.removeprefix(family.prefix)] = [family.text(value) for value in values]
+    return fields
 
 
 def write_genre_tags(path: Path, tags: GenreTags, policy: ExistingGenrePolicy) -> None:
@@ -94,8 +133,10 @@ def write_genre_tags(path: Path, tags: GenreTags, policy: ExistingGenrePolicy) -
 
     `path` must be a staged copy: on TagError the caller discards it and places the original
     untagged (this is also what happens for a WAV that mutagen cannot give an ID3 chunk).
-    MP3 files get an ID3v2.3 tag (what Windows and older players read); FLAC and Ogg Vorbis get
-    Vorbis comments; WAV gets an ID3v2.3 chunk.
+    MP3 files get an ID3v2.3 tag (what Windows and older players read), WAV and AIFF an ID3v2.3 chunk: the genre
+    in TCON, ours in TXXX frames. FLAC, Ogg Vorbis and Opus get Vorbis comments (GENRE, GENRESORT_*); M4A the
+    ©gen atom (an iTunes `gnre` genre becomes ©gen, as mutagen writes it) and freeform
+    ----:com.apple.iTunes:GENRESORT_* atoms; WMA WM/Genre and GENRESORT_* attributes.
 
     GENRESORT_PREVIOUS_GENRE records the genre the file had before genresort first touched it:
     it is written only when the file has a genre and carries no GENRESORT_* genre yet, so
@@ -105,46 +146,94 @@ def write_genre_tags(path: Path, tags: GenreTags, policy: ExistingGenrePolicy) -
     (mutagen reports I/O errors such as ENOSPC this way too), or the read-back differs from what
     was intended (values, lost frames, changed audio bytes). Either way: discard the copy.
     """
-    audio = _open(path)
+    audio, _ = _open(path)
+    if isinstance(audio, MP4) and b"moof" in {name for name, _, _ in _mp4_boxes(path)}:
+        raise TagError(
+            f"Cannot tag {path}: it is a fragmented MP4, whose fragments' offsets mutagen does not all move when the"
+            " tag grows (the file would no longer play)"
+        )
+    payload_before = audio_payload_sha256(path)
+    family = _FIELDS.get(type(audio))
     try:
-        if isinstance(audio, FLAC | OggVorbis):
-            _write_vorbis(path, audio, tags, policy)
+        if family is None:
+            problems = _write_id3(path, audio, tags, policy)
         else:
-            _write_id3(path, audio, tags, policy)
+            problems = _write_fields(path, audio, family, tags, policy)
     except mutagen.MutagenError as error:
         raise TagError(f"Cannot tag {path}: {error}") from error
+    if audio_payload_sha256(path) != payload_before:
+        problems.append("the audio bytes changed")
+    if problems:
+        raise TagError(f"Tagging {path} did not verify ({'; '.join(problems)}); the copy must not be used")
 
 
 def audio_payload_sha256(path: Path) -> str:
     """sha256 of the audio alone, so that tag edits can be proven not to touch the sound.
 
-    MP3: the bytes between the leading ID3v2 tag(s) and any trailing APEv2/ID3v1 tags.
-    FLAC: the bytes after the metadata blocks. Ogg Vorbis and WAV: the decoded PCM (their tag
-    writers may legitimately rewrite container bytes around unchanged audio).
+    The bytes audio_span gives (an M4A's several mdat boxes one after the other); for Ogg Vorbis, Opus and WAV,
+    whose tag writers may legitimately rewrite container bytes around unchanged audio, the decoded PCM.
     """
-    span = audio_span(path)
-    if span is None:
+    _, ranges = _open(path)
+    if ranges is None:
         return _pcm_sha256(path)
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        return _sha256_range(f, *span)
+        for start, end in ranges:
+            _hash_range(f, start, end, digest)
+    return digest.hexdigest()
 
 
 def audio_span(path: Path) -> tuple[int, int] | None:
-    """(start, end) offsets of the audio bytes, which our tag writing never changes: for MP3 between the leading
-    ID3v2 tag(s) and any trailing APEv2/ID3v1 tags, for FLAC after the metadata blocks. None for Ogg Vorbis and
-    WAV, whose tag writers may rewrite container bytes around unchanged audio."""
-    audio = _open(path)
-    if isinstance(audio, OggVorbis | WAVE):
-        return None
-    with open(path, "rb") as f:
-        size = f.seek(0, 2)
-        start = _id3v2_end(f)
-        if isinstance(audio, FLAC):
-            return _flac_audio_start(f, start, path), size
-        return start, _mp3_audio_end(f, start, size, path)
+    """(start, end) offsets of the audio bytes, which our tag writing never changes (it may move them: compute the
+    span of each file). MP3: between the leading ID3v2 tag(s) and any trailing APEv2/ID3v1 tags; FLAC: after the
+    metadata blocks; M4A: the mdat box's payload; AIFF: the SSND chunk's; WMA: the ASF Data Object's.
+
+    None where the audio is not one such span: Ogg Vorbis, Opus and WAV, whose tag writers may rewrite container
+    bytes around unchanged audio, and an M4A with its audio in several mdat boxes (a fragmented MP4).
+    """
+    _, ranges = _open(path)
+    return ranges[0] if ranges is not None and len(ranges) == 1 else None
 
 
 # --- writing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """How a format other than ID3 keeps the genre field and our GENRESORT_* fields."""
+
+    genre: str  # the genre field's key
+    prefix: str  # a GENRESORT_* field's key is this and its name
+    joined: bool  # several values go into one, joined by GENRE_SEPARATOR (readers show an MP4 atom's first only)
+    fields: Callable[[Any], dict[str, Any]]  # the tags' every field: key -> values, as mutagen holds them
+    stored: Callable[[str, str], Any]  # (key, text) -> the value mutagen holds
+    text: Callable[[Any], str]  # a value mutagen holds -> its text
+
+    def key(self, name: str) -> str:
+        """The key of one of _plan's fields ("GENRE" is the genre field)."""
+        return self.genre if name == "GENRE" else self.prefix + name
+
+
+def _mp4_value(key: str, text: str) -> str | MP4FreeForm:
+    return text if key == _MP4.genre else MP4FreeForm(text.encode())
+
+
+def _mp4_text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+_VORBIS = _Fields(
+    genre="GENRE",
+    prefix="",
+    joined=False,
+    fields=lambda tags: {key.upper(): values for key, values in tags.as_dict().items()},  # names ignore case
+    stored=lambda key, text: text,
+    text=str,
+)
+_MP4 = _Fields("\xa9gen", "----:com.apple.iTunes:", True, lambda tags: dict(tags.items()), _mp4_value, _mp4_text)
+_ASF = _Fields("WM/Genre", "", False, lambda tags: tags.as_dict(), lambda key, text: ASFUnicodeAttribute(text), str)
+_FIELDS = {FLAC: _VORBIS, OggVorbis: _VORBIS, OggOpus: _VORBIS, MP4: _MP4, ASF: _ASF}  # the others: ID3
+_PREFIX = "GENRESORT_"
 
 
 def _plan(tags: GenreTags, existing: list[str], policy: ExistingGenrePolicy, seen_before: bool) -> dict[str, list[str]]:
@@ -173,7 +262,8 @@ def _plan(tags: GenreTags, existing: list[str], policy: ExistingGenrePolicy, see
     return plan
 
 
-def _write_id3(path: Path, audio: mutagen.FileType, tags: GenreTags, policy: ExistingGenrePolicy) -> None:
+def _write_id3(path: Path, audio: mutagen.FileType, tags: GenreTags, policy: ExistingGenrePolicy) -> list[str]:
+    """Writes an MP3's ID3v2 tag or a WAV's or AIFF's ID3 chunk; returns what did not read back as intended."""
     is_mp3 = isinstance(audio, MP3)
     if audio.tags is None:
         audio.add_tags()
@@ -185,7 +275,6 @@ def _write_id3(path: Path, audio: mutagen.FileType, tags: GenreTags, policy: Exi
     plan = _plan(tags, existing, policy, seen_before)
     keys_before, unknown_before = set(id3.keys()), _unknown_frame_ids(id3)
     trailer = _id3v1_trailer(path) if is_mp3 else b""
-    payload_before = audio_payload_sha256(path)
 
     for name, values in plan.items():
         text = [GENRE_SEPARATOR.join(values)]
@@ -203,7 +292,7 @@ def _write_id3(path: Path, audio: mutagen.FileType, tags: GenreTags, policy: Exi
     else:
         audio.save(v2_version=3)
 
-    after = _load_id3v2(path) if is_mp3 else WAVE(path).tags
+    after = _load_id3v2(path) if is_mp3 else type(audio)(path).tags
     problems = []
     if after is None or after.version[:2] != (2, 3):
         problems.append(f"the tag is not ID3v2.3 ({after and after.version})")
@@ -218,41 +307,42 @@ def _write_id3(path: Path, audio: mutagen.FileType, tags: GenreTags, policy: Exi
             problems.append(f"unknown frames lost: {', '.join(lost)}")
     if is_mp3 and _id3v1_trailer(path) != trailer:
         problems.append("the ID3v1 tag changed")
-    _check(path, problems, payload_before)
+    return problems
 
 
-def _write_vorbis(path: Path, audio: FLAC | OggVorbis, tags: GenreTags, policy: ExistingGenrePolicy) -> None:
+def _write_fields(
+    path: Path, audio: mutagen.FileType, family: _Fields, tags: GenreTags, policy: ExistingGenrePolicy
+) -> list[str]:
+    """Writes Vorbis comments, MP4 atoms or ASF attributes; returns what did not read back as intended."""
     if audio.tags is None:
         audio.add_tags()
-    before = audio.tags.as_dict()  # lower-case keys
+    before = family.fields(audio.tags)
     pictures_before = _pictures(audio)
-    existing = _split_genres(before.get("genre", []))
-    seen_before = _OUR_GENRE.lower() in before or PREVIOUS_GENRE.lower() in before
+    existing = _split_genres([family.text(value) for value in before.get(family.genre, [])])
+    seen_before = family.key(_OUR_GENRE) in before or family.key(PREVIOUS_GENRE) in before
     plan = _plan(tags, existing, policy, seen_before)
-    payload_before = audio_payload_sha256(path)
 
+    written = {}
     for name, values in plan.items():
-        audio.tags[name] = values  # replaces every comment of that name
+        key = family.key(name)
+        texts = [GENRE_SEPARATOR.join(values)] if family.joined else values
+        written[key] = [family.stored(key, text) for text in texts]
+        audio.tags[key] = written[key]  # replaces every value of that key
     audio.save()
 
     reread = type(audio)(path)
-    after = reread.tags.as_dict() if reread.tags is not None else {}
-    expected = before | {name.lower(): values for name, values in plan.items()}
+    after = family.fields(reread.tags) if reread.tags is not None else {}
+    expected = before | written
+    # Compared by repr: mutagen's ASF attributes are equal by value alone; their repr also shows type, language
+    # and stream.
     problems = [
-        f"{key.upper()} reads back as {after.get(key)} instead of {expected.get(key)}"
+        f"{key} reads back as {reprlib.repr(after.get(key))} instead of {reprlib.repr(expected.get(key))}"
         for key in sorted(expected.keys() | after.keys())
-        if after.get(key) != expected.get(key)
+        if repr(after.get(key)) != repr(expected.get(key))
     ]
     if _pictures(reread) != pictures_before:
         problems.append("embedded pictures changed")
-    _check(path, problems, payload_before)
-
-
-def _check(path: Path, problems: list[str], payload_before: str) -> None:
-    if audio_payload_sha256(path) != payload_before:
-        problems.append("the audio bytes changed")
-    if problems:
-        raise TagError(f"Tagging {path} did not verify ({'; '.join(problems)}); the copy must not be used")
+    return problems
 
 
 def _convert_to_v23(id3: ID3) -> None:
@@ -269,14 +359,33 @@ def _convert_to_v23(id3: ID3) -> None:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _open(path: Path) -> mutagen.FileType:
+def _open(path: Path) -> tuple[mutagen.FileType, list[tuple[int, int]] | None]:
+    """The file as mutagen reads it, in the format its content announces, and the byte ranges of its audio (None:
+    compared as decoded PCM). A damaged container is named as such before mutagen's vaguer errors."""
     try:
-        audio = mutagen.File(path, options=_FORMATS)
+        kind = _format_of(path)
+        ranges = _audio_ranges(path, kind or MP3)
+        return (kind or MP3)(path), ranges
+    except OSError as error:
+        raise TagError(f"Cannot read {path}: {error}") from error
     except mutagen.MutagenError as error:
-        raise TagError(f"Cannot read the tags of {path}: {error}") from error
-    if audio is None:
-        raise TagError(f"Cannot tag {path}: it is not an MP3, FLAC, Ogg Vorbis or WAV file")
-    return audio
+        if kind is None:
+            raise TagError(
+                f"Cannot tag {path}: its content is none of the formats genresort tags"
+                f" ({', '.join(_FORMAT_NAMES.values())}): {error}"
+            ) from error
+        raise TagError(f"Cannot read the tags of {path} as {_FORMAT_NAMES[kind]}: {error}") from error
+
+
+def _format_of(path: Path) -> type[mutagen.FileType] | None:
+    """The format the file's first bytes announce, whatever its name says (mutagen.File also scores the name, and
+    would open an MP3 named .m4a as an MP4); None for a stream without a container signature, which only the MP3
+    parser can still tell from its MPEG frames."""
+    with open(path, "rb") as f:
+        f.seek(_id3v2_end(f))  # an ID3v2 tag may stand before a FLAC stream too
+        header = f.read(128)
+    score, kind = max(((kind.score("", None, header), kind) for kind in _FORMAT_NAMES), key=lambda pair: pair[0])
+    return kind if score > 0 else None
 
 
 def _load_id3v2(path: Path) -> ID3:
@@ -295,8 +404,8 @@ def _unknown_frame_ids(id3: ID3) -> Counter[str]:
     return Counter(frame[:4].decode("latin-1") for frame in id3.unknown_frames)
 
 
-def _pictures(audio: FLAC | OggVorbis) -> list[tuple[int, str, bytes]]:
-    """FLAC pictures live in metadata blocks, not comments (Ogg pictures are comments)."""
+def _pictures(audio: mutagen.FileType) -> list[tuple[int, str, bytes]]:
+    """FLAC pictures live in metadata blocks, not comments (Ogg pictures are comments, MP4 covers atoms)."""
     return [(p.type, p.mime, p.data) for p in getattr(audio, "pictures", [])]
 
 
@@ -311,6 +420,84 @@ def _id3v1_trailer(path: Path) -> bytes:
 
 
 # --- audio payload -----------------------------------------------------------------------------
+
+_ASF_DATA_OBJECT = bytes.fromhex("3626b2758e66cf11a6d900aa0062ce6c")  # GUID 75B22636-668E-11CF-A6D9-00AA0062CE6C
+
+
+def _audio_ranges(path: Path, kind: type[mutagen.FileType]) -> list[tuple[int, int]] | None:
+    """Where the audio bytes lie; None for Ogg Vorbis, Opus and WAV (see audio_payload_sha256)."""
+    if kind in (OggVorbis, OggOpus, WAVE):
+        return None
+    if kind is MP4:
+        return _payloads(path, _mp4_boxes(path), b"mdat", "'mdat' box")
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        if kind is ASF:
+            return _payloads(path, _boxes(f, 0, size, path, _asf_object), _ASF_DATA_OBJECT, "ASF Data Object")
+        if kind is AIFF:
+            _, start, end = next(_boxes(f, 0, size, path, _iff_chunk), (b"", 0, 0))  # FORM, then its form type
+            return _payloads(path, _boxes(f, start + 4, end, path, _iff_chunk), b"SSND", "'SSND' chunk")
+        start = _id3v2_end(f)
+        if kind is FLAC:
+            return [(_flac_audio_start(f, start, path), size)]
+        return [(start, _mp3_audio_end(f, start, size, path))]
+
+
+def _payloads(path: Path, boxes: Iterator[tuple[bytes, int, int]], name: bytes, what: str) -> list[tuple[int, int]]:
+    ranges = [(start, end) for box, start, end in boxes if box == name]
+    if not ranges:
+        raise TagError(f"Cannot tag {path}: it has no {what}, so no audio (truncated or damaged?)")
+    return ranges
+
+
+def _mp4_boxes(path: Path) -> list[tuple[bytes, int, int]]:
+    with open(path, "rb") as f:
+        return list(_boxes(f, 0, f.seek(0, 2), path, _mp4_box))
+
+
+def _boxes(
+    f: BinaryIO, offset: int, end: int, path: Path, header: Callable[[bytes, int], tuple[bytes, int, int, int] | None]
+) -> Iterator[tuple[bytes, int, int]]:
+    """(name, payload start, payload end) of each MP4 box, ASF object or IFF chunk from `offset` to `end`, where
+    header(its first bytes, room to the end) gives (name, header size, payload size, padding after) or None when
+    too few bytes are left for one; TagError for one that claims more bytes than are left."""
+    while True:
+        f.seek(offset)
+        box = header(f.read(max(0, min(24, end - offset))), end - offset)
+        if box is None:
+            return
+        name, header_size, size, padding = box
+        start = offset + header_size
+        if size < 0 or start + size > end:
+            part = f"{name.decode('latin-1')!r} part" if len(name) == 4 else "ASF object"
+            raise TagError(
+                f"Cannot tag {path}: it is truncated or damaged (its {part} at byte {offset} declares {size} bytes,"
+                f" {end - start} are left)"
+            )
+        yield name, start, start + size
+        offset = start + size + padding
+
+
+def _mp4_box(first: bytes, room: int) -> tuple[bytes, int, int, int] | None:
+    if len(first) < 8:
+        return None
+    size, name = struct.unpack(">I4s", first[:8])
+    if size == 1:  # a 64-bit size follows the name
+        return (name, 16, struct.unpack(">Q", first[8:16])[0] - 16, 0) if len(first) >= 16 else None
+    return name, 8, (room if size == 0 else size) - 8, 0  # size 0: the box runs to the end of the file
+
+
+def _asf_object(first: bytes, room: int) -> tuple[bytes, int, int, int] | None:
+    if len(first) < 24:
+        return None
+    return first[:16], 24, int.from_bytes(first[16:24], "little") - 24, 0  # GUID, size with the header
+
+
+def _iff_chunk(first: bytes, room: int) -> tuple[bytes, int, int, int] | None:
+    if len(first) < 8:
+        return None
+    size = int.from_bytes(first[4:8], "big")
+    return first[:4], 8, size, size % 2  # chunks are padded to an even length
 
 
 def _id3v2_end(f: BinaryIO) -> int:
@@ -364,8 +551,7 @@ def _flac_audio_start(f: BinaryIO, offset: int, path: Path) -> int:
     return offset
 
 
-def _sha256_range(f: BinaryIO, start: int, end: int) -> str:
-    digest = hashlib.sha256()
+def _hash_range(f: BinaryIO, start: int, end: int, digest: hashlib._Hash) -> None:
     f.seek(start)
     remaining = end - start
     while remaining > 0:
@@ -374,7 +560,6 @@ def _sha256_range(f: BinaryIO, start: int, end: int) -> str:
             break
         digest.update(chunk)
         remaining -= len(chunk)
-    return digest.hexdigest()
 
 
 def _pcm_sha256(path: Path) -> str:
