@@ -16,7 +16,7 @@ from mutagen.mp4 import Atoms
 
 from genresort.library.arrival import CannotRebuild, read_arrival, read_written, rebuild
 from genresort.library.tags import ExistingGenrePolicy, GenreTags, audio_span, read_genres, write_genre_tags
-from test_format_tags import boxes, remuxed_mp4, user_file
+from test_format_tags import FASTSTART, FRAGMENTED, boxes, user_file
 
 JAZZ = GenreTags(genre="Jazz", confidence=0.9, top=(("Jazz", 0.9), ("Blues", 0.1)), model_id="test-model")
 
@@ -54,7 +54,7 @@ def sorted_then_assigned(original: Path) -> tuple[Path, io.BytesIO]:
     return placed, given_back
 
 
-@pytest.mark.parametrize("audio_format", ["mp3", "flac", "m4a-aac", "m4a-alac", "aiff", "wma"])
+@pytest.mark.parametrize("audio_format", ["mp3", "aac", "flac", "m4a-aac", "m4a-alac", "aiff", "wma"])
 def test_every_format_whose_audio_is_one_span_is_given_back_as_it_arrived(tmp_path: Path, audio_format: str) -> None:
     original = user_file(tmp_path, audio_format)  # title, artist, genre; cover art in M4A and FLAC
     _, given_back = sorted_then_assigned(original)
@@ -73,7 +73,7 @@ def chunk_offsets(path: Path) -> list[int]:
 def test_an_m4a_whose_moov_comes_first_is_given_back_though_tagging_moved_its_audio(tmp_path: Path) -> None:
     """The moov grows, so mutagen moves the mdat and rewrites the moov's chunk offsets: the kept head is the
     original's moov, offsets and all, and the audio bytes are the same, only elsewhere."""
-    original = remuxed_mp4(user_file(tmp_path, "m4a-aac"), tmp_path / "fast.m4a", "faststart")
+    original = user_file(tmp_path, "m4a-aac", cover=False, container_options=FASTSTART)
     assert boxes(original).index(b"moov") < boxes(original).index(b"mdat")
 
     placed, given_back = sorted_then_assigned(original)
@@ -88,8 +88,7 @@ def test_an_m4a_whose_moov_comes_first_is_given_back_though_tagging_moved_its_au
 def test_formats_whose_audio_is_not_one_span_tagging_keeps_cannot_be_rebuilt(tmp_path: Path, audio_format: str) -> None:
     """Ogg and WAV tag writers rewrite the container around the audio; a fragmented M4A holds it in pieces."""
     if audio_format == "fragmented-m4a":
-        flags = "frag_keyframe+empty_moov"
-        path = remuxed_mp4(user_file(tmp_path, "m4a-aac"), tmp_path / "frag.m4a", flags, frag_duration="250000")
+        path = user_file(tmp_path, "m4a-aac", cover=False, container_options=FRAGMENTED)
         assert boxes(path).count(b"mdat") > 1
     else:
         path = user_file(tmp_path, audio_format)

@@ -1,8 +1,8 @@
 """Genre tags written into a staged copy of a music file, and verified by reading them back.
 
-Every format in the format's own way: ID3v2.3 (MP3; an ID3 chunk in WAV and AIFF), Vorbis comments (FLAC, Ogg
-Vorbis, Opus), MP4 atoms (M4A: AAC, ALAC) and ASF attributes (WMA). The file's content decides its format, never
-its name: an MP3 named .m4a is tagged as the MP3 it is.
+Every format in the format's own way: ID3v2.3 (MP3 and raw AAC; an ID3 chunk in WAV and AIFF), Vorbis comments
+(FLAC, Ogg Vorbis, Opus), MP4 atoms (M4A: AAC, ALAC) and ASF attributes (WMA). The file's content decides its
+format, never its name: an MP3 named .m4a is tagged as the MP3 it is.
 
 Only a staged copy is ever edited (the caller guarantees this), so a failed or interrupted write
 costs nothing: the caller discards the copy and the user's original is still in the inbox.
@@ -23,28 +23,54 @@ from typing import Any, BinaryIO
 
 import mutagen
 import soundfile as sf
+from mutagen.aac import AACInfo
 from mutagen.aiff import AIFF
 from mutagen.asf import ASF, ASFUnicodeAttribute
 from mutagen.flac import FLAC
-from mutagen.id3 import ID3, TCON, TXXX, Encoding, ID3NoHeaderError, ID3v1SaveOptions
+from mutagen.id3 import ID3, TCON, TXXX, Encoding, ID3FileType, ID3NoHeaderError, ID3v1SaveOptions
 from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4, MP4FreeForm
 from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
+from genresort.library.formats import AudioFormat, format_of
+
 _CHUNK = 1 << 20
 
-# The formats genresort tags, by the names its messages give them.
-_FORMAT_NAMES: dict[type[mutagen.FileType], str] = {
-    MP3: "MP3",
-    FLAC: "FLAC",
-    OggVorbis: "Ogg Vorbis",
-    OggOpus: "Opus",
-    MP4: "MP4 (M4A)",
-    AIFF: "AIFF",
-    WAVE: "WAV",
-    ASF: "WMA (ASF)",
+
+class _ADTS(ID3FileType):
+    """A raw AAC (ADTS) stream, tagged as FFmpeg and foobar2000 tag one: an ID3v2 tag before it, perhaps an ID3v1
+    tag after it, as an MP3 (mutagen's own AAC class reads no tags)."""
+
+    class _Info(AACInfo):
+        def __init__(self, fileobj: BinaryIO, offset: int | None) -> None:
+            fileobj.seek(0)
+            super().__init__(fileobj)  # which finds the stream after the ID3v2 tag itself
+
+
+# The mutagen class that reads and writes each format's tags, and the name the messages give the format.
+_MUTAGEN: dict[AudioFormat, type[mutagen.FileType]] = {
+    AudioFormat.MP3: MP3,
+    AudioFormat.AAC: _ADTS,
+    AudioFormat.FLAC: FLAC,
+    AudioFormat.OGG_VORBIS: OggVorbis,
+    AudioFormat.OPUS: OggOpus,
+    AudioFormat.MP4: MP4,
+    AudioFormat.AIFF: AIFF,
+    AudioFormat.WAV: WAVE,
+    AudioFormat.ASF: ASF,
+}
+_FORMAT_NAMES = {
+    AudioFormat.MP3: "MP3",
+    AudioFormat.AAC: "raw AAC (ADTS)",
+    AudioFormat.FLAC: "FLAC",
+    AudioFormat.OGG_VORBIS: "Ogg Vorbis",
+    AudioFormat.OPUS: "Opus",
+    AudioFormat.MP4: "MP4 (M4A)",
+    AudioFormat.AIFF: "AIFF",
+    AudioFormat.WAV: "WAV",
+    AudioFormat.ASF: "WMA (ASF)",
 }
 
 GENRE_SEPARATOR = "; "
@@ -133,7 +159,8 @@ def write_genre_tags(path: Path, tags: GenreTags, policy: ExistingGenrePolicy) -
 
     `path` must be a staged copy: on TagError the caller discards it and places the original
     untagged (this is also what happens for a WAV that mutagen cannot give an ID3 chunk).
-    MP3 files get an ID3v2.3 tag (what Windows and older players read), WAV and AIFF an ID3v2.3 chunk: the genre
+    MP3 and raw AAC (ADTS) files get an ID3v2.3 tag (what Windows and older players read), WAV and AIFF an ID3v2.3
+    chunk: the genre
     in TCON, ours in TXXX frames. FLAC, Ogg Vorbis and Opus get Vorbis comments (GENRE, GENRESORT_*); M4A the
     ©gen atom (an iTunes `gnre` genre becomes ©gen, as mutagen writes it) and freeform
     ----:com.apple.iTunes:GENRESORT_* atoms; WMA WM/Genre and GENRESORT_* attributes.
@@ -185,8 +212,8 @@ def audio_payload_sha256(path: Path) -> str:
 
 def audio_span(path: Path) -> tuple[int, int] | None:
     """(start, end) offsets of the audio bytes, which our tag writing never changes (it may move them: compute the
-    span of each file). MP3: between the leading ID3v2 tag(s) and any trailing APEv2/ID3v1 tags; FLAC: after the
-    metadata blocks; M4A: the mdat box's payload; AIFF: the SSND chunk's; WMA: the ASF Data Object's.
+    span of each file). MP3 and raw AAC: between the leading ID3v2 tag(s) and any trailing APEv2/ID3v1 tags; FLAC:
+    after the metadata blocks; M4A: the mdat box's payload; AIFF: the SSND chunk's; WMA: the ASF Data Object's.
 
     None where the audio is not one such span: Ogg Vorbis, Opus and WAV, whose tag writers may rewrite container
     bytes around unchanged audio, and an M4A with its audio in several mdat boxes (a fragmented MP4).
@@ -263,18 +290,19 @@ def _plan(tags: GenreTags, existing: list[str], policy: ExistingGenrePolicy, see
 
 
 def _write_id3(path: Path, audio: mutagen.FileType, tags: GenreTags, policy: ExistingGenrePolicy) -> list[str]:
-    """Writes an MP3's ID3v2 tag or a WAV's or AIFF's ID3 chunk; returns what did not read back as intended."""
-    is_mp3 = isinstance(audio, MP3)
+    """Writes an MP3's or raw AAC's ID3v2 tag or a WAV's or AIFF's ID3 chunk; returns what did not read back as
+    intended."""
+    before_stream = isinstance(audio, MP3 | _ADTS)  # a tag before the stream, and maybe an ID3v1 tag after it
     if audio.tags is None:
         audio.add_tags()
     existing = _split_genres(audio.tags["TCON"].genres if "TCON" in audio.tags else [])
-    # audio.tags of an MP3 has ID3v1 fields merged in: right for knowing the current genre, but the
+    # audio.tags of an MP3 or raw AAC has ID3v1 fields merged in: right for knowing the current genre, but the
     # tag we rewrite must hold only what the ID3v2 tag holds (the ID3v1 tag is kept byte for byte).
-    id3 = _load_id3v2(path) if is_mp3 else audio.tags
+    id3 = _load_id3v2(path) if before_stream else audio.tags
     seen_before = f"TXXX:{_OUR_GENRE}" in id3 or f"TXXX:{PREVIOUS_GENRE}" in id3
     plan = _plan(tags, existing, policy, seen_before)
     keys_before, unknown_before = set(id3.keys()), _unknown_frame_ids(id3)
-    trailer = _id3v1_trailer(path) if is_mp3 else b""
+    trailer = _id3v1_trailer(path) if before_stream else b""
 
     for name, values in plan.items():
         text = [GENRE_SEPARATOR.join(values)]
@@ -283,7 +311,7 @@ def _write_id3(path: Path, audio: mutagen.FileType, tags: GenreTags, policy: Exi
         else:
             id3.add(TXXX(encoding=Encoding.UTF8, desc=name, text=text))
     _convert_to_v23(id3)
-    if is_mp3:
+    if before_stream:
         # mutagen can only regenerate or drop an ID3v1 tag; dropping and re-appending keeps it unchanged.
         id3.save(path, v1=ID3v1SaveOptions.REMOVE, v2_version=3)
         if trailer:
@@ -292,7 +320,7 @@ def _write_id3(path: Path, audio: mutagen.FileType, tags: GenreTags, policy: Exi
     else:
         audio.save(v2_version=3)
 
-    after = _load_id3v2(path) if is_mp3 else type(audio)(path).tags
+    after = _load_id3v2(path) if before_stream else type(audio)(path).tags
     problems = []
     if after is None or after.version[:2] != (2, 3):
         problems.append(f"the tag is not ID3v2.3 ({after and after.version})")
@@ -305,7 +333,7 @@ def _write_id3(path: Path, audio: mutagen.FileType, tags: GenreTags, policy: Exi
             problems.append(f"frames lost: {', '.join(lost)}")
         if lost := sorted((unknown_before - _unknown_frame_ids(after)).elements()):
             problems.append(f"unknown frames lost: {', '.join(lost)}")
-    if is_mp3 and _id3v1_trailer(path) != trailer:
+    if before_stream and _id3v1_trailer(path) != trailer:
         problems.append("the ID3v1 tag changed")
     return problems
 
@@ -360,32 +388,23 @@ def _convert_to_v23(id3: ID3) -> None:
 
 
 def _open(path: Path) -> tuple[mutagen.FileType, list[tuple[int, int]] | None]:
-    """The file as mutagen reads it, in the format its content announces, and the byte ranges of its audio (None:
-    compared as decoded PCM). A damaged container is named as such before mutagen's vaguer errors."""
+    """The file as mutagen reads it, in the format its content announces (formats.format_of: never its name, which
+    mutagen.File also scores), and the byte ranges of its audio (None: compared as decoded PCM). A damaged
+    container is named as such before mutagen's vaguer errors."""
     try:
-        kind = _format_of(path)
-        ranges = _audio_ranges(path, kind or MP3)
-        return (kind or MP3)(path), ranges
+        audio_format = format_of(path)
+        if audio_format is None:
+            raise TagError(
+                f"Cannot tag {path}: its content is none of the formats genresort tags"
+                f" ({', '.join(_FORMAT_NAMES.values())})"
+            )
+        kind = _MUTAGEN[audio_format]
+        ranges = _audio_ranges(path, kind)
+        return kind(path), ranges
     except OSError as error:
         raise TagError(f"Cannot read {path}: {error}") from error
     except mutagen.MutagenError as error:
-        if kind is None:
-            raise TagError(
-                f"Cannot tag {path}: its content is none of the formats genresort tags"
-                f" ({', '.join(_FORMAT_NAMES.values())}): {error}"
-            ) from error
-        raise TagError(f"Cannot read the tags of {path} as {_FORMAT_NAMES[kind]}: {error}") from error
-
-
-def _format_of(path: Path) -> type[mutagen.FileType] | None:
-    """The format the file's first bytes announce, whatever its name says (mutagen.File also scores the name, and
-    would open an MP3 named .m4a as an MP4); None for a stream without a container signature, which only the MP3
-    parser can still tell from its MPEG frames."""
-    with open(path, "rb") as f:
-        f.seek(_id3v2_end(f))  # an ID3v2 tag may stand before a FLAC stream too
-        header = f.read(128)
-    score, kind = max(((kind.score("", None, header), kind) for kind in _FORMAT_NAMES), key=lambda pair: pair[0])
-    return kind if score > 0 else None
+        raise TagError(f"Cannot read the tags of {path} as {_FORMAT_NAMES[audio_format]}: {error}") from error
 
 
 def _load_id3v2(path: Path) -> ID3:
