@@ -14,9 +14,11 @@ encoder; every other format uses the usual one (libmp3lame, libopus, aac, alac, 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from uuid import UUID
 
 import av
 import numpy as np
@@ -102,3 +104,26 @@ def write_audio(
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
+
+
+# --- files that cannot be heard ------------------------------------------------------------------------------------
+
+#: The GUID of ASF's Content Encryption object (Windows Media DRM 7), as a file stores it.
+CONTENT_ENCRYPTION = UUID("2211B3FB-BD23-11D2-B4B7-00A0C955FC6E").bytes_le
+
+
+def with_asf_header_object(asf: bytes, guid: bytes, body: bytes) -> bytes:
+    """The ASF file with one more object in its header object (whose size and object count follow)."""
+    header_size, objects = struct.unpack("<QI", asf[16:28])
+    added = guid + struct.pack("<Q", 24 + len(body)) + body
+    return asf[:16] + struct.pack("<QI", header_size + len(added), objects + 1) + asf[28:30] + added + asf[30:]
+
+
+def sized(field: bytes) -> bytes:
+    return struct.pack("<I", len(field)) + field
+
+
+def content_encryption(asf: bytes) -> bytes:
+    """A Windows Media DRM 7 file's Content Encryption object: secret data, protection type, key id, licence URL."""
+    body = sized(b"\x13\x37secret") + sized(b"DRM\x00") + sized(b"key-id\x00") + sized(b"http://licence.example/\x00")
+    return with_asf_header_object(asf, CONTENT_ENCRYPTION, body)

@@ -245,8 +245,8 @@ def test_bad_files_are_quarantined_with_reasons_and_the_daemon_carries_on(watchi
     bad = {
         "bad-empty.mp3": (b"", "empty"),
         "bad-truncated.mp3": (long_take[: len(long_take) // 4], "truncated"),  # its header promises 20 s
-        "bad-random.mp3": (np.random.default_rng(602).bytes(64 * 1024), "not a readable audio file"),
-        "bad-image.mp3": (png_bytes(), "not a readable audio file"),
+        "bad-random.mp3": (np.random.default_rng(602).bytes(64 * 1024), "not an audio file"),
+        "bad-image.mp3": (png_bytes(), "not an audio file"),
     }
     sources = {name: drop(content, folders.inbox / "bad" / name) for name, (content, _) in bad.items()}
     watching.wait_for(lambda: all(watching.outcomes(source) for source in sources.values()), "4 outcomes")

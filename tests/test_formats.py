@@ -14,7 +14,15 @@ import numpy as np
 import pytest
 from mutagen.id3 import APIC, ID3, TIT2
 
-from audio_files import AUDIO_FORMATS, ENCODINGS, tone_in_noise, write_audio
+from audio_files import (
+    AUDIO_FORMATS,
+    ENCODINGS,
+    content_encryption,
+    sized,
+    tone_in_noise,
+    with_asf_header_object,
+    write_audio,
+)
 from genresort.analysis.audio import (
     AUDIO_EXTENSIONS,
     AudioError,
@@ -55,7 +63,6 @@ EXPECTED = {
 #: What libsndfile decodes; FFmpeg the others.
 SNDFILE_DECODES = {"mp3", "flac", "ogg-vorbis", "aiff", "wav"}
 TAGS = {"title": "Night Train", "artist": "Oscar Peterson", "genre": "Jazz"}
-CONTENT_ENCRYPTION = UUID("2211B3FB-BD23-11D2-B4B7-00A0C955FC6E").bytes_le  # ASF's GUIDs, as a file stores them
 EXTENDED_CONTENT_ENCRYPTION = UUID("298AE614-2622-4C17-B935-DAE07EE9289C").bytes_le
 
 
@@ -217,23 +224,6 @@ def with_opus_head_byte(opus: bytes, index: int, value: int, checksum: bool) -> 
         data[22:26] = bytes(4)
         data[22:26] = struct.pack("<I", ogg_crc(bytes(data[:page_end])))
     return bytes(data)
-
-
-def with_asf_header_object(asf: bytes, guid: bytes, body: bytes) -> bytes:
-    """The ASF file with one more object in its header object (whose size and object count follow)."""
-    header_size, objects = struct.unpack("<QI", asf[16:28])
-    added = guid + struct.pack("<Q", 24 + len(body)) + body
-    return asf[:16] + struct.pack("<QI", header_size + len(added), objects + 1) + asf[28:30] + added + asf[30:]
-
-
-def sized(field: bytes) -> bytes:
-    return struct.pack("<I", len(field)) + field
-
-
-def content_encryption(asf: bytes) -> bytes:
-    """A Windows Media DRM 7 file's Content Encryption object: secret data, protection type, key id, licence URL."""
-    body = sized(b"\x13\x37secret") + sized(b"DRM\x00") + sized(b"key-id\x00") + sized(b"http://licence.example/\x00")
-    return with_asf_header_object(asf, CONTENT_ENCRYPTION, body)
 
 
 def extended_content_encryption(asf: bytes) -> bytes:

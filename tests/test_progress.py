@@ -162,7 +162,7 @@ def test_a_failure_is_said_on_a_clean_line_of_the_terminal(tmp_path: Path) -> No
     assert status == 1
     pieces = stderr.replace("\n", "\r").split("\r")
     said = next(index for index, piece in enumerate(pieces) if "broken.mp3" in piece)
-    assert pieces[said].startswith(f"genresort: {broken}: not a readable audio file"), stderr
+    assert pieces[said].startswith(f"genresort: {broken}: not an audio file"), stderr
     first_bar = f"classify [{'#' * (BAR_WIDTH // 3)}{'.' * (BAR_WIDTH - BAR_WIDTH // 3)}] 1/3"
     assert first_bar in pieces[:said] and pieces[said - 1] == " " * len(first_bar), stderr  # blanked out first
     assert f"classify [{'#' * BAR_WIDTH}] 3/3" in stderr

@@ -126,7 +126,7 @@ def _web(arguments: argparse.Namespace) -> int:
 def _classify(arguments: argparse.Namespace) -> int:
     from threadpoolctl import threadpool_limits
 
-    from genresort.analysis.audio import AUDIO_EXTENSIONS, AudioError
+    from genresort.analysis.audio import AudioError
     from genresort.analysis.decision import DecisionKind, decide, decision_fields, unsure_reason
     from genresort.analysis.model import GenreModel
     from genresort.analysis.naming import named
@@ -139,7 +139,7 @@ def _classify(arguments: argparse.Namespace) -> int:
     thresholds = model.thresholds
     if arguments.threshold is not None:
         thresholds = replace(thresholds, confidence=arguments.threshold, placement=None)
-    files, empty_folders = files_to_classify(arguments.files, AUDIO_EXTENSIONS)
+    files, empty_folders = files_to_classify(arguments.files)
     for folder in empty_folders:
         print(f"genresort: {path_text(folder)}: no audio files in this folder", file=sys.stderr)
     failures = len(empty_folders)
@@ -184,9 +184,9 @@ def _classify(arguments: argparse.Namespace) -> int:
     return EXIT_FAILED_FILES if failures else 0
 
 
-def files_to_classify(paths: list[Path], extensions: frozenset[str]) -> tuple[list[Path], list[Path]]:
+def files_to_classify(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     """The files to classify: each path given that is not a folder as it is (a missing one fails when read), and
-    for a folder every audio file below it, by name, leaving out hidden files and folders; and the folders that
+    for a folder every audio file below it, by content, leaving out hidden files and folders; and the folders that
     hold no audio file."""
     files: list[Path] = []
     empty_folders: list[Path] = []
@@ -194,24 +194,29 @@ def files_to_classify(paths: list[Path], extensions: frozenset[str]) -> tuple[li
         if not path.is_dir():
             files.append(path)
             continue
-        found = audio_files_below(path, extensions)
+        found = audio_files_below(path)
         files.extend(found)
         if not found:
             empty_folders.append(path)
     return files, empty_folders
 
 
-def audio_files_below(folder: Path, extensions: frozenset[str]) -> list[Path]:
-    """Every file below `folder` with one of `extensions`, sorted, without hidden files or hidden folders (nor
-    symbolic links to folders: a link loop must not hang the walk)."""
+def audio_files_below(folder: Path) -> list[Path]:
+    """Every file below `folder` whose content is audio genresort reads (one it cannot read is kept: classify says
+    why), sorted, without hidden files or hidden folders (nor symbolic links to folders: a link loop must not hang
+    the walk)."""
+    from genresort.library.formats import format_of
+
+    def is_audio(path: Path) -> bool:
+        try:
+            return format_of(path) is not None
+        except OSError:
+            return True
+
     found = []
     for parent, folders, names in os.walk(folder):
         folders[:] = [name for name in folders if not name.startswith(".")]
-        found += [
-            Path(parent) / name
-            for name in names
-            if not name.startswith(".") and Path(name).suffix.lower() in extensions
-        ]
+        found += [Path(parent) / name for name in names if not name.startswith(".") and is_audio(Path(parent) / name)]
     return sorted(found)
 
 

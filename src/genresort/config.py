@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         "auto", description="poll the inbox instead of inotify; auto: poll on nfs, cifs/smb and fuse"
     )
     max_file_mb: float = Field(2048.0, gt=0, description="larger files are quarantined unread")
+    unknown_files: Literal["keep", "quarantine"] = Field(
+        "keep",
+        description="a file in the inbox whose content is no audio format genresort reads (and whose name claims "
+        "none): kept in the inbox, or moved to the quarantine; either way logged once as file.skipped or "
+        "file.quarantined",
+    )
     # An hour is a thousand times a normal analysis; beyond it a hung decoder only holds a worker, and a stop
     # (which lets the file in flight finish: see TimeoutStopSec in the systemd unit) waits as long.
     file_timeout_seconds: float = Field(120.0, gt=0, le=HOUR, description="analysis of one file is stopped after this")

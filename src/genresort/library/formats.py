@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import BinaryIO
 from uuid import UUID
 
 
@@ -85,12 +86,18 @@ def id3v2_size(head: bytes) -> int:
 def read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
     """The first `size` bytes of a file's content after its ID3v2 tags (however large their covers)."""
     with open(path, "rb") as stream:
-        offset = 0
-        while (tag_size := id3v2_size(stream.read(ID3V2_HEADER))) > 0:
-            offset += tag_size
-            stream.seek(offset)
+        return head_of(stream, size)
+
+
+def head_of(stream: BinaryIO, size: int = HEAD_BYTES) -> bytes:
+    """read_head of a file already open (read from its start; the position is left after the bytes read)."""
+    offset = 0
+    stream.seek(0)
+    while (tag_size := id3v2_size(stream.read(ID3V2_HEADER))) > 0:
+        offset += tag_size
         stream.seek(offset)
-        return stream.read(size)
+    stream.seek(offset)
+    return stream.read(size)
 
 
 def detect_format(head: bytes) -> AudioFormat | None:

@@ -26,7 +26,6 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from genresort.analysis.audio import AUDIO_EXTENSIONS
 from genresort.logs import path_text
 
 PARTIAL_DOWNLOAD_SUFFIXES = (".part", ".crdownload", ".filepart", ".tmp", ".partial", ".download", ".!qb")
@@ -39,12 +38,11 @@ LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})  # what inotify says when
 
 
 def is_candidate(path: Path) -> bool:
-    """A music file by its name, and not a partial download or hidden file (hidden folders below the inbox
-    are the scanner's and the event filter's business: the inbox itself may well sit below one)."""
+    """Any file but a partial download or a hidden one: its content, not its name, says whether it is audio (the
+    pipeline's business), and a file that is not is reported, never silently left. Hidden folders below the inbox
+    are the scanner's and the event filter's business: the inbox itself may well sit below one."""
     name = path.name.lower()
-    if name.startswith(".") or "~syncthing~" in name or name.endswith(PARTIAL_DOWNLOAD_SUFFIXES):
-        return False
-    return path.suffix.lower() in AUDIO_EXTENSIONS
+    return not (name.startswith(".") or "~syncthing~" in name or name.endswith(PARTIAL_DOWNLOAD_SUFFIXES))
 
 
 def mount_points(mountinfo: str) -> list[tuple[Path, str]]:
@@ -92,7 +90,7 @@ def inbox_filesystem(inbox: Path) -> str | None:
 
 
 def scan_folder(folder: Path, log: FilteringBoundLogger) -> Iterator[Path]:
-    """Every candidate music file under `folder`, skipping hidden folders (the staging folders are hidden too).
+    """Every candidate file under `folder`, skipping hidden folders (the staging folders are hidden too).
 
     Symbolic links are not followed: a link loop must not hang the scan, and a link is not a file we own.
     """

@@ -112,7 +112,7 @@ def files_to_sort(settings: Settings, paths: list[Path] | None, log: FilteringBo
         elif is_candidate(path):
             files.append(path)
         else:
-            log.warning("file.skipped", source=path_text(path), reason="not a music file, or a partial download")
+            log.warning("file.skipped", source=path_text(path), reason="a partial download or a hidden file")
     return files, missing
 
 

@@ -25,10 +25,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
-from genresort.analysis.audio import AudioError
+from genresort.analysis.audio import AUDIO_EXTENSIONS, AudioError
 from genresort.analysis.decision import Decision, DecisionKind, Prediction, Thresholds, decide, decision_fields
 from genresort.analysis.naming import named
 from genresort.library.arrival import Arrival, CannotRebuild, read_arrival, read_written
+from genresort.library.formats import detect_format, head_of
 from genresort.library.journal import FileRecord, Journal, Step
 from genresort.library.placement import (
     DuplicateFile,
@@ -67,6 +68,8 @@ TRANSIENT_ERRNOS = frozenset(
 UNREMOVABLE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 #: A file whose analysis timed out, crashed or failed this many times is quarantined.
 ANALYSIS_ATTEMPTS = 2
+#: unknown_files' default: a file that is no audio stays in the inbox (said once per run).
+KEEP_UNKNOWN = "keep"
 
 Analyse = Callable[[Path], Prediction]
 
@@ -109,6 +112,7 @@ class SortPolicy:
     instance: str  # names this instance's staging folders, so recovery clears its own only
     analysis_attempts: int = ANALYSIS_ATTEMPTS
     genre_names: Mapping[str, str] = field(default_factory=dict)  # {model genre: folder and tag name}
+    unknown_files: str = KEEP_UNKNOWN  # or "quarantine": a file that is no audio goes the way of unreadable audio
 
     def decision(self, prediction: Prediction) -> Decision:
         """Decided in the model's own genres, which its thresholds were calibrated on, then named as configured."""
@@ -262,6 +266,8 @@ class Sorter:
             return SortOutcome(Outcome.SKIPPED, source.path)  # sorted before; its original could not be removed
         if size > self.policy.max_file_bytes:
             return self._refuse_oversize(source)
+        if self.policy.unknown_files == KEEP_UNKNOWN and (reason := unknown_content(source)) is not None:
+            return self._leave_in_place(source, f'{reason}; it stays in the inbox (unknown_files = "{KEEP_UNKNOWN}")')
         staged = self._stage(source, self.policy.library)
         try:
             record = self.journal.claim(source.path, staged.sha256, size, mtime_ns)
@@ -509,6 +515,14 @@ class Sorter:
         warnings = (Outcome.QUARANTINED, Outcome.RETRY, Outcome.CHANGED, Outcome.SKIPPED)
         level = "warning" if outcome.outcome in warnings else "info"
         getattr(self.log, level)(f"file.{outcome.outcome.value}", **self.outcome_fields(outcome))
+
+
+def unknown_content(source: SourceFile) -> str | None:
+    """Why a file is not taken for audio: its content is none of the formats genresort reads, and its name claims
+    none either (a file named like audio that cannot be read is quarantined with the decoder's reason instead)."""
+    if source.path.suffix.lower() in AUDIO_EXTENSIONS or detect_format(head_of(source.stream)) is not None:
+        return None
+    return "not an audio file: its content is none of MP3, FLAC, Ogg Vorbis, Opus, M4A (AAC, ALAC), AIFF, WAV or WMA"
 
 
 def arrival_of(staged: Path) -> Arrival | None:

@@ -137,6 +137,7 @@ def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
         thresholds=thresholds,
         genre_names=settings.genre_names,
         max_file_bytes=int(settings.max_file_mb * 2**20),
+        unknown_files=settings.unknown_files,
         model_id=model.model_id,
         instance=instance_of(settings),
     )
