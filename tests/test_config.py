@@ -117,6 +117,20 @@ def test_a_library_inside_the_inbox_is_refused(tmp_path: Path, monkeypatch: pyte
         load_settings()
 
 
+def test_an_undo_folder_inside_a_genre_folder_is_refused_and_one_beside_is_taken(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=r"undo_folder \(.*\) and library \(.*\) must not contain each other"):
+        Settings(library=tmp_path / "library", undo_folder=tmp_path / "library" / "Jazz")
+    config = tmp_path / "genresort.toml"
+    config.write_text('undo_folder = "given-back"\n')
+    assert load_settings(config).undo_folder == tmp_path / "given-back"
+    assert Settings().undo_folder is None  # the inbox
+
+
+def test_the_daemon_serves_no_page_unless_web_listen_is_set() -> None:
+    assert Settings().web_listen is None and Settings().review_page_address == "127.0.0.1:8765"
+    assert Settings(web_listen="127.0.0.1:9000").review_page_address == "127.0.0.1:9000"
+
+
 def test_invalid_toml_is_refused_with_the_file_named(tmp_path: Path) -> None:
     config = tmp_path / "genresort.toml"
     config.write_text("inbox = \n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -10,13 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from genresort.library.lock import PID_FILE, AlreadyRunning, InstanceLock
+from genresort.library.lock import PID_FILE, AlreadyRunning, InstanceLock, MovesBusy, MovesLock
 
 HOLD = """
 import sys, time
 from pathlib import Path
 from genresort.library.lock import InstanceLock
 InstanceLock(Path(sys.argv[1])).acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+HOLD_MOVES = """
+import sys, time
+from pathlib import Path
+from genresort.library.lock import MovesLock
+MovesLock(Path(sys.argv[1])).acquire(wait_seconds=1)
 print("locked", flush=True)
 time.sleep(600)
 """
@@ -98,3 +108,25 @@ def test_the_lock_can_be_taken_again_after_release(tmp_path: Path) -> None:
             InstanceLock(tmp_path).acquire()
     with InstanceLock(tmp_path):
         pass
+
+
+def test_moves_are_one_at_a_time_beside_a_running_instance_and_the_lock_dies_with_its_holder(
+    tmp_path: Path, holder: subprocess.Popen[str]
+) -> None:
+    state_dir = tmp_path / "state"  # the instance lock is held: moves have their own
+    first, second = MovesLock(state_dir), MovesLock(state_dir)
+    assert first.try_acquire()
+    assert not second.try_acquire()
+    with pytest.raises(MovesBusy, match="another undo or assign"):
+        second.acquire(wait_seconds=0.1)
+    first.release()
+    second.acquire(wait_seconds=0.1)
+    second.release()
+
+    moving = python(HOLD_MOVES, state_dir)
+    assert moving.stdout is not None and moving.stdout.readline() == "locked\n"
+    assert not first.try_acquire()
+    moving.send_signal(signal.SIGKILL)
+    moving.wait(timeout=60)
+    first.acquire(wait_seconds=5)
+    first.release()

@@ -17,10 +17,11 @@ import pytest
 import soundfile
 from mutagen.id3 import ID3, TIT2
 
-from conftest import tagged_like_a_download, write_mp3
-from daemon_harness import Folders
+from conftest import small_tmpfs, tagged_like_a_download, write_mp3
+from daemon_harness import Daemon, Folders, drop
 from genresort.library.arrival import rebuild
 from genresort.library.journal import Journal, Step
+from genresort.library.lock import MovesLock
 from genresort.service.moves import settle_move
 
 
@@ -294,3 +295,81 @@ def test_not_music_is_undone_by_last_and_assigned_with_its_label(tmp_path: Path)
     status, lines = genresort(folders, "assign", str(placed), "Noise")
     assert status == 0, lines
     assert ID3(folders.library / "Noise" / noise.name)["TXXX:GENRESORT_PREVIOUS_GENRE"].text == ["not-music"]
+
+
+# --- beside a running daemon ------------------------------------------------------------------------------------
+
+
+def test_with_the_daemon_running_assign_and_undo_go_ahead_and_an_undo_into_the_inbox_is_sorted_again(
+    tmp_path: Path,
+) -> None:
+    folders = Folders(tmp_path / "music")
+    daemon = Daemon(folders, folders.env(confidence_threshold=0.0, stability_seconds=0.5), "beside")
+    try:
+        daemon.wait_ready()
+        song = drop(tagged_like_a_download(tmp_path / "Night Train.mp3"), folders.inbox / "Night Train.mp3")
+        placed = Path(daemon.wait_outcome(song)["destination"])
+        status, lines = genresort(folders, "assign", str(placed), "Swing")
+        assert status == 0 and lines[0]["event"] == "file.assigned", lines
+        assigned = folders.library / "Swing" / song.name
+        aside = folders.root / "given back"
+        aside.mkdir()
+        status, lines = genresort(folders, "undo", "--to", str(aside), str(assigned))
+        assert status == 0, lines
+        assert (aside / song.name).read_bytes() == (tmp_path / song.name).read_bytes()  # out of the daemon's way
+        shutil.move(aside / song.name, folders.root / "again.mp3")
+        again = drop(folders.root / "again.mp3", folders.inbox / "Night Train.mp3")
+        placed = Path(
+            daemon.wait_for(lambda: daemon.outcomes(again)[1:], "the file sorted a second time")[0]["destination"]
+        )
+        status, lines = genresort(folders, "undo", str(placed))  # into the watched inbox: the daemon sorts it again
+        assert status == 0, lines
+        daemon.wait_for(lambda: len(daemon.outcomes(again)) == 3, "the file given back sorted again")
+        assert daemon.terminate() == 0
+    finally:
+        daemon.close()
+    assert [path.parent.name for path in folders.library.rglob("*.mp3")] == [placed.parent.name]
+
+
+def test_a_move_cut_short_is_left_to_the_move_holding_the_lock_and_settled_once_it_is_free(sorted_file) -> None:
+    folders, _, placed = sorted_file
+    journal, record_id = stop_undo_after_staging(folders, placed)
+    journal.close()
+    running_move = MovesLock(folders.state)  # an undo running at the same time, which settles what it finds
+    assert running_move.try_acquire()
+    try:
+        status, lines = genresort(folders, "sort")  # a start: recovery must not touch a move another may own
+        assert status == 0, lines
+        with Journal(folders.state / "journal.sqlite3") as journal:
+            assert journal.get(record_id).step is Step.MOVING
+    finally:
+        running_move.release()
+    status, lines = genresort(folders, "sort")
+    assert status == 0, lines
+    with Journal(folders.state / "journal.sqlite3") as journal:
+        assert journal.get(record_id).step is Step.DONE and placed.exists()
+
+
+def test_an_undo_into_a_full_disk_is_refused_and_the_file_stays_where_it_was(sorted_file, tmp_path: Path) -> None:
+    folders, _, placed = sorted_file
+    before = placed.read_bytes()
+    with small_tmpfs(tmp_path / "full", "64k") as full:
+        status, lines = genresort(folders, "undo", "--to", str(full), str(placed))
+        assert status == 1 and lines[0]["event"] == "file.undo_refused", lines
+        assert "could not be moved" in lines[0]["reason"] and "No space left" in lines[0]["reason"]
+        assert [path for path in full.rglob("*") if path.is_file()] == []  # nothing half-written left behind
+    assert placed.read_bytes() == before
+    with Journal(folders.state / "journal.sqlite3") as journal:
+        assert journal.placed_at(placed).step is Step.DONE
+
+
+def test_undo_gives_back_into_undo_folder_when_one_is_set(sorted_file) -> None:
+    folders, original, placed = sorted_file
+    aside = folders.root / "given back"
+    aside.mkdir()
+    environment = folders.env(confidence_threshold=0.0, undo_folder=aside)
+    result = subprocess.run(
+        [sys.executable, "-m", "genresort.cli", "undo", "--last", "1"], env=environment, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (aside / original.name).read_bytes() == original.read_bytes() and not placed.exists()

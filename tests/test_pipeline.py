@@ -24,6 +24,7 @@ from genresort.analysis.audio import NotAudioError
 from genresort.analysis.decision import Prediction, Thresholds
 from genresort.digest import sha256_file
 from genresort.library.journal import Journal, Step
+from genresort.library.lock import MovesLock
 from genresort.library.placement import STAGING_DIR, place_file, stage_copy, staging_folder
 from genresort.library.tags import ExistingGenrePolicy, audio_payload_sha256, read_genres
 from genresort.paths import DEFAULT_MODEL_DIR
@@ -90,6 +91,11 @@ def scripted_sorter(folders: Path, journal: Journal, analyse: Callable[[Path], P
 @pytest.fixture
 def sorter(folders: Path, journal: Journal, analysers: AnalyserPool) -> Sorter:
     return Sorter(policy(folders, model_id=analysers.summary.model_id), analysers.analyse, journal, Recorder())
+
+
+def restart(sorter: Sorter) -> None:
+    """What a start does before the first file: recovery, with the state folder's moves lock free."""
+    recover(sorter, MovesLock(sorter.policy.library.parent / "state"))
 
 
 def drop(sorter: Sorter, source: Path, name: str | bytes | None = None) -> Path:
@@ -434,7 +440,7 @@ def test_an_original_that_cannot_be_removed_stays_and_is_not_sorted_again(folder
         assert path.exists() and (folders / "library" / "Jazz" / "song.mp3").exists()
         again = sorter.sort_file(path)
         assert again.outcome == Outcome.SKIPPED and again.reason is None
-        recover(sorter)  # the next start
+        restart(sorter)  # the next start
     assert journal.unfinished() == []
     assert os.listdir(folders / "library" / "Jazz") == ["song.mp3"]
 
@@ -462,7 +468,7 @@ def test_recovery_finishes_a_file_that_was_placed(folders: Path, journal: Journa
     sorter = scripted_sorter(folders, journal, lambda staged: JAZZ)
     source = write_mp3(folders / "inbox" / f"crash-{step}.mp3", seconds=2.0, seed=100 + len(step))
     record, final = crash_after(sorter, source, step)
-    recover(sorter)
+    restart(sorter)
     assert final.exists() and not source.exists()
     assert final.stat().st_nlink == 1  # the staged name is gone
     assert not journal.unfinished()
@@ -473,7 +479,7 @@ def test_recovery_rolls_back_a_file_that_was_not_yet_linked_and_it_is_sorted_onc
     sorter = scripted_sorter(folders, journal, lambda staged: JAZZ)
     source = write_mp3(folders / "inbox" / "not-linked.mp3", seconds=2.0, seed=7)
     crash_after(sorter, source, Step.PLACING, linked=False)
-    recover(sorter)
+    restart(sorter)
     assert source.exists() and not (folders / "library" / "Rock" / "not-linked.mp3").exists()
     assert staged_files(folders / "library") == []  # leftovers of interrupted steps are cleared
     outcome = sorter.sort_file(source)
@@ -493,12 +499,12 @@ def test_one_record_that_cannot_be_settled_does_not_stop_the_others(folders: Pat
     fine = write_mp3(folders / "inbox" / "fine.mp3", seconds=2.0, seed=13)
     _, fine_final = crash_after(sorter, fine, Step.PLACED)
     with immutable(locked):  # its staged copy cannot be removed
-        recover(sorter)
+        restart(sorter)
     assert "recovery.failed" in sorter.log.events()
     assert not fine.exists() and fine_final.exists()
     assert [unfinished.id for unfinished in journal.unfinished()] == [record.id]
     assert broken.exists() and staged.exists()
-    recover(sorter)  # the next start, with the cause gone: rolled back, the file is sorted again from the inbox
+    restart(sorter)  # the next start, with the cause gone: rolled back, the file is sorted again from the inbox
     assert not staged.exists() and broken.exists()
 
 
@@ -509,7 +515,7 @@ def test_recovery_leaves_another_instances_staging_alone(folders: Path, journal:
     mine = staging_folder(folders / "library", INSTANCE)
     mine.mkdir(parents=True)
     (mine / ".leftover.mp3").write_bytes(b"ours, from a crash")
-    recover(scripted_sorter(folders, journal, lambda staged: JAZZ))
+    restart(scripted_sorter(folders, journal, lambda staged: JAZZ))
     assert (other / ".in-flight.mp3").exists() and not (mine / ".leftover.mp3").exists()
 
 

@@ -196,3 +196,8 @@ def test_sort_draws_a_bar_on_a_terminal_only_and_logs_the_same_lines(tmp_path: P
     assert events.count("file.sorted") + events.count("file.unsure") == 3 and events[-1] == "scan.finished", stdout
     assert f"sort [{'#' * BAR_WIDTH}] 3/3" in stderr
     assert not list(folders.inbox.rglob("*.mp3"))
+
+    report = ["report", "--config", str(folders.config_file)]
+    on_terminal, on_pipe = run(report, env, stderr_on_terminal=True), run(report, env, stderr_on_terminal=False)
+    assert on_terminal[0] == on_pipe[0] == 0 and on_terminal[1] == on_pipe[1], on_terminal[2] + on_pipe[2]
+    assert f"report [{'#' * BAR_WIDTH}] 3/3" in on_terminal[2] and on_pipe[2] == ""

@@ -21,17 +21,20 @@ from genresort.service.supervisor import stall_limit
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "genresort.service"
 #: `systemd-analyze security` rates the unit as shipped 0.2 (0.3 before MemoryDenyWriteExecute and ~@resources).
 SHIPPED_EXPOSURE = 0.2
+REVIEW_PAGE_DROP_IN = UNIT.parent / "genresort.service.d" / "review-page.conf"
+#: With the review page's drop-in (loopback only): 0.9.
+REVIEW_PAGE_EXPOSURE = 0.9
 #: The largest file a stop should let finish without SIGKILL: an hour of 320 kbit/s MP3 is 144 MB.
 LARGE_FILE_BYTES = 150 * 1024 * 1024
 PR_SET_MDWE = 65
 PR_MDWE_REFUSE_EXEC_GAIN = 1
 
 
-def service_settings() -> dict[str, list[str]]:
+def service_settings(unit: Path = UNIT) -> dict[str, list[str]]:
     """Every key of [Service] with all its values, since systemd allows a key to repeat."""
     settings: dict[str, list[str]] = {}
     section = None
-    for line in UNIT.read_text().splitlines():
+    for line in unit.read_text().splitlines():
         line = line.strip()
         if not line or line.startswith(("#", ";")):
             continue
@@ -65,9 +68,10 @@ def test_unit_uses_notify_and_the_watchdog() -> None:
     assert settings["ExecStart"][0].split()[1:] == ["watch", "--config", "/etc/genresort/genresort.toml"]
 
 
-def test_security_exposure_is_low() -> None:
+def exposure(unit: Path) -> float:
+    """`systemd-analyze security`'s overall exposure level of a unit file."""
     result = subprocess.run(
-        [systemd_analyze(), "security", "--offline=yes", "--no-pager", str(UNIT)],
+        [systemd_analyze(), "security", "--offline=yes", "--no-pager", str(unit)],
         capture_output=True,
         text=True,
         errors="replace",
@@ -75,9 +79,22 @@ def test_security_exposure_is_low() -> None:
         timeout=120,
     )
     match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", result.stdout)
-
     assert match is not None, f"no exposure in the output:\n{result.stdout}\n{result.stderr}"
-    assert float(match.group(1)) <= SHIPPED_EXPOSURE, result.stdout
+    return float(match.group(1))
+
+
+def test_security_exposure_is_low(tmp_path: Path) -> None:
+    alone = shutil.copy(UNIT, tmp_path)  # without the drop-in folder beside it, which systemd-analyze reads too
+    assert exposure(Path(alone)) <= SHIPPED_EXPOSURE
+
+
+def test_the_review_page_drop_in_opens_loopback_only_and_keeps_the_exposure_low(tmp_path: Path) -> None:
+    assert exposure(UNIT) <= REVIEW_PAGE_EXPOSURE  # the unit with genresort.service.d/ beside it, as installed
+    combined = tmp_path / UNIT.name  # systemd reads a drop-in as if appended to the unit
+    combined.write_text(UNIT.read_text() + "\n" + REVIEW_PAGE_DROP_IN.read_text())
+    with_page = service_settings(combined)
+    assert with_page["PrivateNetwork"][-1] == "no" and with_page["IPAddressDeny"] == ["any"]
+    assert with_page["IPAddressAllow"] == ["localhost"]
 
 
 def test_a_stop_waits_for_the_file_in_flight() -> None:

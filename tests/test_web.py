@@ -16,17 +16,19 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from mutagen.id3 import ID3, TIT2
 from starlette.testclient import TestClient
 
 from conftest import unavailable, write_mp3
-from daemon_harness import Folders
+from daemon_harness import Daemon, Folders, drop
 from genresort.config import ConfigError, Settings, load_settings
 from genresort.library.journal import Journal, Step
-from genresort.library.lock import InstanceLock
+from genresort.library.lock import InstanceLock, MovesLock
 from genresort.service.startup import FOLDER_KEYS
 from genresort.service.web import make_app
 
@@ -170,6 +172,23 @@ def test_an_address_other_machines_reach_needs_a_token(tmp_path: Path, monkeypat
     assert started.returncode == 2 and "set web_token" in started.stderr
 
 
+def test_a_port_in_use_is_refused_at_start_in_plain_words(tmp_path: Path) -> None:
+    folders = Folders(tmp_path / "music")
+    with socket.create_server(("127.0.0.1", 0)) as occupied:
+        port = occupied.getsockname()[1]
+        for command in (["web"], ["watch"]):  # `genresort web`, and the daemon asked to serve the page
+            started = subprocess.run(
+                [sys.executable, "-m", "genresort.cli", *command],
+                env=folders.env(web_listen=f"127.0.0.1:{port}"),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            (refused,) = [json.loads(line) for line in started.stdout.splitlines() if '"web.refused"' in line]
+            assert started.returncode == 2 and "Address already in use" in refused["reason"], started.stdout
+            assert f"127.0.0.1:{port}" in refused["reason"]
+
+
 def test_assign_through_the_page_moves_the_file_and_journals_it(tmp_path: Path) -> None:
     folders = unsure_files(tmp_path / "music")
     (unsure,) = folders.unsure.glob("*.mp3")
@@ -204,17 +223,34 @@ def test_a_not_music_file_is_listed_to_decide_and_can_be_assigned(tmp_path: Path
     assert ID3(assigned)["TXXX:GENRESORT_PREVIOUS_GENRE"].text == ["not-music"]
 
 
-def test_a_change_while_the_daemon_holds_the_state_folder_is_refused_with_the_reason(tmp_path: Path) -> None:
+def test_a_change_goes_ahead_while_a_daemon_holds_the_state_folder(tmp_path: Path) -> None:
     folders = unsure_files(tmp_path / "music")
     client = client_of(settings_of(folders))
-    csrf = csrf_of(client.get("/").text)  # reading needs no lock
-    daemon = InstanceLock(folders.state)
+    csrf = csrf_of(client.get("/").text)
+    daemon = InstanceLock(folders.state)  # what a running daemon holds: moves have a lock of their own
     daemon.acquire()
     try:
         answer = client.post(f"/assign/{unsure_id(folders)}", data={"csrf": csrf, "genre": "Jazz"})
     finally:
         daemon.release()
-    assert answer.status_code == 409 and "is using the state folder" in answer.text and "stop it first" in answer.text
+    assert answer.status_code == 200 and "assigned to Jazz" in answer.text
+    assert not list(folders.unsure.glob("*.mp3")) and len(list((folders.library / "Jazz").glob("*.mp3"))) == 1
+
+
+def test_a_change_while_another_move_runs_too_long_is_refused_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("genresort.service.moves.MOVES_WAIT_SECONDS", 0.2)  # rather than the 30 s a person gets
+    folders = unsure_files(tmp_path / "music")
+    client = client_of(settings_of(folders))
+    csrf = csrf_of(client.get("/").text)
+    other_move = MovesLock(folders.state)
+    assert other_move.try_acquire()
+    try:
+        answer = client.post(f"/assign/{unsure_id(folders)}", data={"csrf": csrf, "genre": "Jazz"})
+    finally:
+        other_move.release()
+    assert answer.status_code == 409 and "another undo or assign" in answer.text
     assert len(list(folders.unsure.glob("*.mp3"))) == 1 and not (folders.library / "Jazz").exists()
 
 
@@ -236,17 +272,52 @@ def start_web(folders: Folders, port: int) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
+    if not answering(port, process.poll):
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail(f"genresort web did not answer: {process.communicate(timeout=10)[0]!r}")
+    return process
+
+
+def answering(port: int, exited: Callable[[], object] = lambda: None, timeout: float = 60.0) -> bool:
+    """Whether the page on `port` answers within `timeout` (False at once when `exited` says the server has)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
-                return process
+                return True
         except OSError:
             time.sleep(0.2)
-        if process.poll() is not None:
-            break
-    os.killpg(process.pid, signal.SIGKILL)
-    pytest.fail(f"genresort web did not answer: {process.communicate(timeout=10)[0]!r}")
+        if exited() is not None:
+            return False
+    return False
+
+
+def test_the_daemon_serves_the_page_and_sorts_on_while_a_person_assigns_and_undoes(tmp_path: Path) -> None:
+    folders = Folders(tmp_path / "music")
+    port = free_port()
+    env = folders.env(web_listen=f"127.0.0.1:{port}", confidence_threshold=1.0, stability_seconds=0.5)
+    daemon = Daemon(folders, env, "serving")
+    try:
+        daemon.wait_ready()
+        assert daemon.logs("web.ready")[0]["url"] == f"http://127.0.0.1:{port}/" and answering(port)
+        song = drop(write_mp3(tmp_path / "Night Train.mp3", seconds=6, seed=3), folders.inbox / "Night Train.mp3")
+        assert daemon.wait_outcome(song)["event"] == "file.unsure"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as page:
+            csrf = csrf_of(page.get("/").text)
+            number = unsure_id(folders)
+            assert page.post(f"/assign/{number}", data={"csrf": csrf, "genre": "Jazz"}).status_code == 303
+            assert (folders.library / "Jazz" / song.name).is_file() and not (folders.unsure / song.name).exists()
+            # given back into the watched inbox, as it arrived, and sorted again by the daemon
+            assert page.post(f"/undo/{number}", data={"csrf": csrf}).status_code == 303
+        daemon.wait_for(lambda: len(daemon.outcomes(song)) == 2, "the file given back sorted again")
+        assert (folders.unsure / song.name).is_file() and not (folders.library / "Jazz" / song.name).exists()
+        assert daemon.terminate() == 0
+    finally:
+        daemon.close()
+    assert not answering(port, timeout=1.0)
+    with Journal(folders.state / "journal.sqlite3") as journal:
+        assert [record.outcome for record in journal.placed_records()] == ["unsure"]
+        assert journal.get(number).step is Step.UNDONE
 
 
 def browser(profile: Path):

@@ -129,7 +129,7 @@ def _classify(arguments: argparse.Namespace) -> int:
     from genresort.analysis.audio import AudioError
     from genresort.analysis.decision import DecisionKind, decide, decision_fields, unsure_reason
     from genresort.analysis.model import GenreModel
-    from genresort.analysis.naming import named
+    from genresort.analysis.naming import named, named_explanation
     from genresort.progress import ProgressBar
 
     settings = load_settings(arguments.config)
@@ -148,6 +148,7 @@ def _classify(arguments: argparse.Namespace) -> int:
         try:
             if arguments.explain:
                 prediction, explanation = model.explain(path)
+                explanation = named_explanation(explanation, settings.genre_names)
             else:
                 prediction, explanation = model.analyse(path), None
             decision = named(decide(prediction, thresholds), settings.genre_names)

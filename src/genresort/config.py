@@ -26,7 +26,19 @@ from genresort import paths
 from genresort.paths import DEFAULT_CONFIG_FILE, DEFAULT_MODEL_DIR
 
 ENV_PREFIX = "GENRESORT_"
-PATH_KEYS = ("inbox", "library", "quarantine", "unsure", "not_music", "state_dir", "model_dir", "log_file")
+PATH_KEYS = (
+    "inbox",
+    "library",
+    "quarantine",
+    "unsure",
+    "not_music",
+    "state_dir",
+    "model_dir",
+    "log_file",
+    "undo_folder",
+)
+#: Where `genresort web` serves the review page when web_listen is not set.
+DEFAULT_WEB_LISTEN = "127.0.0.1:8765"
 HOUR = 3600.0
 DAY = 24 * HOUR
 #: The decisions that are not a genre (decision.UNSURE, decision.NOT_MUSIC): a genre named so would read as one.
@@ -113,22 +125,33 @@ class Settings(BaseSettings):
         default_factory=dict, description="rename or merge the model's genres: {model genre: folder and tag name}"
     )
 
-    web_listen: str = Field(
-        "127.0.0.1:8765",
-        description="address:port `genresort web` serves the review page on; not loopback: needs web_token",
+    undo_folder: Path | None = Field(
+        None,
+        description="where `undo` and the review page give files back; unset: the inbox (a running daemon sorts them"
+        " again)",
+    )
+    web_listen: str | None = Field(
+        None,
+        description=f"address:port the daemon also serves the review page on (unset: it does not; `genresort web` "
+        f"then uses {DEFAULT_WEB_LISTEN}); not loopback: needs web_token",
     )
     web_token: str | None = Field(None, min_length=1, description="the review page's token, required on every request")
 
+    @property
+    def review_page_address(self) -> str:
+        return DEFAULT_WEB_LISTEN if self.web_listen is None else self.web_listen
+
     @field_validator("web_listen")
     @classmethod
-    def _address_and_port(cls, value: str) -> str:
-        listen_address(value)
+    def _address_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            listen_address(value)
         return value
 
     @model_validator(mode="after")
     def _token_off_loopback(self) -> Settings:
         """The review page moves files: on an address other hosts can reach, only a person with the token may use it."""
-        host, _ = listen_address(self.web_listen)
+        host, _ = listen_address(self.review_page_address)
         if not is_loopback(host) and self.web_token is None:
             raise ValueError(
                 f"web_listen {self.web_listen} can be reached from other machines: set web_token (a long random secret"
@@ -164,11 +187,14 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _inbox_apart(self) -> Settings:
         """A destination inside the inbox would be scanned again and sorted forever; the reverse likewise."""
-        inbox = self.inbox.resolve()
-        for name in ("library", "quarantine", "unsure", "not_music"):
-            folder = getattr(self, name).resolve()
-            if folder.is_relative_to(inbox) or inbox.is_relative_to(folder):
-                raise ValueError(f"inbox ({inbox}) and {name} ({folder}) must not contain each other")
+        placed = ("library", "quarantine", "unsure", "not_music")
+        apart = [("inbox", name) for name in placed]
+        if self.undo_folder is not None:  # given back into a genre folder, a file would look sorted
+            apart += [("undo_folder", name) for name in placed]
+        for first, second in apart:
+            one, other = getattr(self, first).resolve(), getattr(self, second).resolve()
+            if one.is_relative_to(other) or other.is_relative_to(one):
+                raise ValueError(f"{first} ({one}) and {second} ({other}) must not contain each other")
         return self
 
     @classmethod

@@ -10,14 +10,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from genresort.analysis.decision import Decision
+from genresort.analysis.decision import Decision, Prediction
+from genresort.analysis.explanation import Explanation
 
 
 def named(decision: Decision, names: Mapping[str, str]) -> Decision:
     """`decision` with each genre of its ranking called by `names` (a genre not in it keeps its own name); the
     kind of decision and its thresholds are unchanged."""
+    return replace(decision, prediction=named_prediction(decision.prediction, names))
+
+
+def named_prediction(prediction: Prediction, names: Mapping[str, str]) -> Prediction:
     ranking: dict[str, float] = {}
-    for genre, probability in decision.prediction.ranking:
+    for genre, probability in prediction.ranking:
         name = names.get(genre, genre)
         ranking[name] = max(probability, ranking.get(name, probability))
-    return replace(decision, prediction=replace(decision.prediction, ranking=tuple(ranking.items())))
+    return replace(prediction, ranking=tuple(ranking.items()))
+
+
+def named_explanation(explanation: Explanation, names: Mapping[str, str]) -> Explanation:
+    """What each window heard, in the person's names too."""
+    windows = tuple(replace(verdict, genre=names.get(verdict.genre, verdict.genre)) for verdict in explanation.windows)
+    return replace(explanation, windows=windows)

@@ -1,4 +1,7 @@
-"""The single-instance lock: two genresort processes on one state folder would process the same files.
+"""The state folder's two locks. The instance lock: two genresort processes on one state folder would process the
+same files. The moves lock: a person's moves (`undo`, `assign`, the review page's buttons) run beside a daemon, which
+sorts inbox files while they move placed ones, but one at a time, and never while a daemon settles one a crash cut
+short.
 
 The lock is taken on the state folder itself (Linux allows flock on a directory), not on a file in it, so
 deleting files from the state folder cannot let a second instance in. The kernel drops the lock when its
@@ -9,10 +12,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
 PID_FILE = "genresort.pid"
+MOVES_LOCK_FILE = "moves.lock"
 
 
 class AlreadyRunning(RuntimeError):
@@ -81,3 +86,47 @@ class InstanceLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+
+class MovesBusy(RuntimeError):
+    """Another undo or assignment holds the moves lock for longer than we wait."""
+
+
+class MovesLock:
+    """An exclusive flock on `moves.lock` in the state folder, held while the descriptor stays open; the kernel drops
+    it when its holder dies, so a killed `undo` never blocks the next one."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / MOVES_LOCK_FILE
+        self._descriptor: int | None = None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; OSError if the state folder cannot hold the lock file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return False
+        except BaseException:
+            os.close(descriptor)
+            raise
+        self._descriptor = descriptor
+        return True
+
+    def acquire(self, wait_seconds: float) -> None:
+        """Take the lock, waiting up to `wait_seconds` for another move to finish; MovesBusy after that."""
+        deadline = time.monotonic() + wait_seconds
+        while not self.try_acquire():
+            if time.monotonic() >= deadline:
+                raise MovesBusy(
+                    f"another undo or assign on the state folder {self.path.parent} has been running for more than"
+                    f" {wait_seconds:.0f} s: try again when it has finished"
+                )
+            time.sleep(0.05)
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None

@@ -58,8 +58,17 @@ def stage_copy(source: BinaryIO, staging: Path, suffix: str = "") -> StagedCopy:
     propagates.
     """
     _make_dirs(staging)
+    return copy_to_staged(source, staging_name(staging, suffix))
+
+
+def staging_name(staging: Path, suffix: str = "") -> Path:
+    """A new hidden name in `staging`, keeping the file's suffix (a tag library may go by it) if it is short."""
     suffix = suffix if len(os.fsencode(suffix)) <= 32 else ""
-    staged = staging / f".{uuid.uuid4().hex}{suffix}"
+    return staging / f".{uuid.uuid4().hex}{suffix}"
+
+
+def copy_to_staged(source: BinaryIO, staged: Path) -> StagedCopy:
+    """stage_copy into a name chosen beforehand (one a journal may already hold): it must not exist yet."""
     digest = hashlib.sha256()
     size = 0
     try:
@@ -76,7 +85,7 @@ def stage_copy(source: BinaryIO, staging: Path, suffix: str = "") -> StagedCopy:
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
-    _fsync_dir(staging)
+    _fsync_dir(staged.parent)
     return StagedCopy(staged, digest.hexdigest(), size)
 
 

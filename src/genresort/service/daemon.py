@@ -1,5 +1,6 @@
 """`genresort watch`: the wiring of the daemon. The inbox watcher offers files to the stability gate, the intake
-hands stable ones to the work queue, whose workers sort them with the crash-safe pipeline; the supervisor watches."""
+hands stable ones to the work queue, whose workers sort them with the crash-safe pipeline; the supervisor watches.
+With web_listen set, a thread serves the review page."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 from structlog.typing import FilteringBoundLogger
 
 from genresort.config import Settings
+from genresort.library.lock import MovesLock
 from genresort.logs import path_text
 from genresort.service import notify
 from genresort.service.inbox import LIMIT_ERRNOS, InboxWatcher, Intake, StabilityGate, inbox_filesystem, wants_polling
@@ -28,9 +30,19 @@ def run_daemon(settings: Settings, log: FilteringBoundLogger) -> int:
         if started is None:
             return EXIT_REFUSED
         sorter, analysers = started
+        page = None
         try:
+            if settings.web_listen is not None:
+                from genresort.service.web import open_review_page  # the web stack only where it is wanted
+
+                page = open_review_page(settings, log)
+                if page is None:
+                    return EXIT_REFUSED
+                page.start()
             return watch(settings, sorter, log)
         finally:
+            if page is not None:
+                page.stop()
             analysers.close()
     finally:
         state.close()
@@ -49,7 +61,7 @@ def watch(settings: Settings, sorter: Sorter, log: FilteringBoundLogger) -> int:
     watcher = InboxWatcher(inbox, polling, gate.offer)
     intake = Intake(inbox, watcher, gate, work.submit, tick_seconds(settings), settings.rescan_seconds, log)
     with StopSignals() as signals:
-        recover(sorter)
+        recover(sorter, MovesLock(settings.state_dir))
         work.start()
         try:
             watcher.start()

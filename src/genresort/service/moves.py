@@ -2,16 +2,19 @@
 as it was and nothing of genresort's left (library/arrival.py keeps what that takes when a file is sorted);
 `genresort assign` gives them the person's genre.
 
-The same crash safety as sorting: the new copy (the rebuilt original, proven by the sha256 of the file that arrived;
-or the retagged file) is staged on the target's file system, journaled, linked into place, and only then is the
-placed file removed. A crash at any moment leaves the file in exactly one place once recovery has run (settle_move).
+The same crash safety as sorting: the new copy's name is journaled, then the copy (the rebuilt original, proven by
+the sha256 of the file that arrived; or the retagged file) is staged on the target's file system and linked into
+place, and only then is the placed file removed. A crash at any moment leaves the file in exactly one place once
+settle_move has run (at the next undo or assign, or the daemon's next start).
+
+Moves run beside a running daemon: it sorts inbox files, they move placed ones. The moves lock keeps them one at a
+time and away from the daemon's recovery, and their staging folders are their own, which the daemon never clears.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +25,19 @@ from genresort.analysis.decision import NOT_MUSIC, UNSURE
 from genresort.config import Settings, bad_name
 from genresort.library.arrival import CannotRebuild, read_written, rebuild
 from genresort.library.journal import FileRecord, Journal, Step
-from genresort.library.placement import discard_staged, place_file, release_original, stage_copy, staging_folder
+from genresort.library.lock import MovesBusy, MovesLock
+from genresort.library.placement import (
+    copy_to_staged,
+    discard_staged,
+    place_file,
+    release_original,
+    staging_folder,
+    staging_name,
+)
 from genresort.library.tags import ExistingGenrePolicy, GenreTags, TagError, write_genre_tags
 from genresort.logs import path_text
 from genresort.service.pipeline import linked_copy
-from genresort.service.startup import instance_of, open_journal_unlocked, open_state
+from genresort.service.startup import instance_of, open_journal_unlocked
 from genresort.service.supervisor import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
 
 UNDONE = "undone"
@@ -34,6 +45,8 @@ ASSIGNED = "assigned"
 PERSON = "person"  # GENRESORT_DECISION (and model) of a genre a person assigned
 #: The label a file placed outside the genre folders had (the journal's outcome -> the decision's name).
 LABELS = {"unsure": UNSURE, "not_music": NOT_MUSIC}
+#: How long a move waits for another one (a long `undo --since`, a click on the review page) to finish.
+MOVES_WAIT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -60,17 +73,24 @@ def refusal(journal: Journal, record: FileRecord) -> str | None:
     return None
 
 
-def new_staged(folder: Path, instance: str, suffix: str) -> Path:
-    staging = staging_folder(folder, instance)
+def moves_instance(settings: Settings) -> str:
+    """The name of the moves' staging folders: apart from the daemon's, which its recovery clears at start, perhaps
+    while a move is running beside it."""
+    return f"{instance_of(settings)}-moves"
+
+
+def begin(journal: Journal, record: FileRecord, root: Path, instance: str, folder: Path, outcome: str) -> FileRecord:
+    """Journal the move with the name its new copy will have under `root`, before the copy exists: a crash from here
+    on leaves nothing that settle_move does not finish or remove."""
+    staging = staging_folder(root, instance)
     staging.mkdir(parents=True, exist_ok=True)
-    return staging / f".{uuid.uuid4().hex}{suffix}"
+    suffix = record.source.suffix if outcome == UNDONE else record.destination.suffix
+    return journal.begin_move(record.id, staging_name(staging, suffix), folder, outcome)
 
 
-def move(journal: Journal, record: FileRecord, staged: Path, folder: Path, name: str, outcome: str) -> MoveOutcome:
-    """Journal the staged copy, link it into `folder`, then remove the placed file: a crash at any moment leaves
-    the file in exactly one place once settle_move has run."""
-    record = journal.begin_move(record.id, staged, folder, outcome)
-    final = place_file(staged, folder, name, keep_duplicates=True)
+def place_moved(journal: Journal, record: FileRecord, folder: Path, name: str, outcome: str) -> MoveOutcome:
+    """Link the staged copy into `folder`, then remove the placed file."""
+    final = place_file(record.staged_path, folder, name, keep_duplicates=True)
     return MoveOutcome(finish_move(journal, record, final, outcome), final)
 
 
@@ -83,17 +103,17 @@ def undo(journal: Journal, record: FileRecord, folder: Path, instance: str, dry_
     if dry_run:
         return MoveOutcome(record, folder / record.source.name)
     arrival, _ = journal.arrival(record.id)
-    staged = new_staged(folder, instance, record.source.suffix)
-    with open(staged, "xb") as copy:
+    record = begin(journal, record, folder, instance, folder, UNDONE)
+    with open(record.staged_path, "xb") as copy:
         rebuild(record.destination, arrival, copy)
         copy.flush()
         os.fsync(copy.fileno())
-    with open(staged, "rb") as copy:
+    with open(record.staged_path, "rb") as copy:
         rebuilt = hashlib.file_digest(copy, "sha256").hexdigest()
     if rebuilt != record.sha256:
-        discard_staged(staged)
+        settle_move(journal, record)
         return MoveOutcome(record, None, "the rebuilt file is not the one that arrived (its sha256 differs)")
-    return move(journal, record, staged, folder, record.source.name, UNDONE)
+    return place_moved(journal, record, folder, record.source.name, UNDONE)
 
 
 def assign(journal: Journal, record: FileRecord, genre: str, library: Path, instance: str) -> MoveOutcome:
@@ -105,16 +125,32 @@ def assign(journal: Journal, record: FileRecord, genre: str, library: Path, inst
     folder = library / genre
     if record.destination.parent == folder:
         return MoveOutcome(record, None, f"it is in {genre} already")
+    record = begin(journal, record, library, instance, folder, ASSIGNED)
     with open(record.destination, "rb") as placed:
-        staged = stage_copy(placed, staging_folder(library, instance), record.destination.suffix).path
+        copy_to_staged(placed, record.staged_path)
     previous = LABELS.get(record.outcome, record.destination.parent.name)
     tags = GenreTags(genre, 1.0, ((genre, 1.0),), PERSON, decision=PERSON, previous_genre=previous)
     try:
-        write_genre_tags(staged, tags, ExistingGenrePolicy.OVERWRITE)
+        write_genre_tags(record.staged_path, tags, ExistingGenrePolicy.OVERWRITE)
     except TagError as error:
-        discard_staged(staged)
+        settle_move(journal, record)
         return MoveOutcome(record, None, f"it cannot be tagged: {error}")
-    return move(journal, record, staged, folder, record.destination.name, ASSIGNED)
+    return place_moved(journal, record, folder, record.destination.name, ASSIGNED)
+
+
+def act_safely(journal: Journal, record: FileRecord, act: Callable[[Journal, FileRecord], MoveOutcome]) -> MoveOutcome:
+    """`act`, and after an error of the disk (full, read-only, gone) the move rolled back, or left for the next
+    undo, assign or daemon start to settle: either way the file is in exactly one place."""
+    try:
+        return act(journal, record)
+    except OSError as error:
+        current = journal.get(record.id)
+        if current.step is Step.MOVING:
+            try:
+                settle_move(journal, current)
+            except OSError:
+                pass  # still MOVING: settled by whoever next holds the moves lock
+        return MoveOutcome(record, None, f"it could not be moved: {error}")
 
 
 def finish_move(journal: Journal, record: FileRecord, final: Path, outcome: str) -> FileRecord:
@@ -173,35 +209,63 @@ def run_moves(
     dry_run: bool = False,
 ) -> int:
     """Run `command` ("undo" or "assign") on the chosen records: one log line per file (`file.undone` or
-    `file.assigned`, or `file.<command>_refused` with the reason). Takes the state folder's lock, as `sort` does
-    (a dry run reads the journal only): with the daemon running, stop it first."""
-    opened = open_journal_unlocked(settings, log) if dry_run else open_state(settings, log)
-    if opened is None:
-        return EXIT_REFUSED
-    journal = opened if dry_run else opened.journal
+    `file.assigned`, or `file.<command>_refused` with the reason). Holds the moves lock (a dry run only reads), so a
+    running daemon need not be stopped; first settles any move a crash cut short."""
+    lock = MovesLock(settings.state_dir)
+    if not dry_run:
+        try:
+            lock.acquire(MOVES_WAIT_SECONDS)
+        except (MovesBusy, OSError) as error:
+            log.error(f"{command}.refused", reason=str(error))
+            return EXIT_REFUSED
     try:
-        if not dry_run:
+        journal = open_journal_unlocked(settings, log)
+        if journal is None:
+            return EXIT_REFUSED
+        with journal:
+            return moves_on(journal, log, command, choose, act, dry_run)
+    finally:
+        lock.release()
+
+
+def moves_on(
+    journal: Journal,
+    log: FilteringBoundLogger,
+    command: str,
+    choose: Callable[[Journal], list[FileRecord]],
+    act: Callable[[Journal, FileRecord], MoveOutcome],
+    dry_run: bool,
+) -> int:
+    if not dry_run:
+        try:
             for record in journal.unfinished():
                 if record.step is Step.MOVING:
                     settle_move(journal, record)
-        try:
-            records = choose(journal)
-        except MoveError as error:
-            log.error(f"{command}.refused", reason=str(error))
+        except OSError as error:
+            log.error(f"{command}.refused", reason=f"a move cut short by a crash cannot be settled: {error}")
             return EXIT_REFUSED
-        refused = 0
-        for record in records:
-            outcome = act(journal, record)
-            fields = {"source": path_text(record.destination), "sha256": record.sha256, "dry_run": dry_run}
-            if outcome.refused is None:
-                done = UNDONE if command == "undo" else ASSIGNED
-                log.info(f"file.{done}", destination=path_text(outcome.destination), **fields)
-            else:
-                refused += 1
-                log.warning(f"file.{command}_refused", reason=outcome.refused, **fields)
-        return EXIT_FAILED if refused else EXIT_OK
-    finally:
-        opened.close()
+    try:
+        records = choose(journal)
+    except MoveError as error:
+        log.error(f"{command}.refused", reason=str(error))
+        return EXIT_REFUSED
+    refused = 0
+    for record in records:
+        outcome = act_safely(journal, record, act)
+        fields = {"source": path_text(record.destination), "sha256": record.sha256, "dry_run": dry_run}
+        if outcome.refused is None:
+            done = UNDONE if command == "undo" else ASSIGNED
+            log.info(f"file.{done}", destination=path_text(outcome.destination), **fields)
+        else:
+            refused += 1
+            log.warning(f"file.{command}_refused", reason=outcome.refused, **fields)
+    return EXIT_FAILED if refused else EXIT_OK
+
+
+def undo_folder(settings: Settings) -> Path:
+    """Where an undo gives files back unless told otherwise: undo_folder, or the inbox, where a running daemon sorts
+    them again (the way to re-sort files after a change of model or settings)."""
+    return settings.inbox if settings.undo_folder is None else settings.undo_folder
 
 
 def run_undo(
@@ -214,11 +278,11 @@ def run_undo(
     dry_run: bool,
 ) -> int:
     """`genresort undo`: into the inbox, or `folder`."""
-    folder = settings.inbox if folder is None else folder
+    folder = undo_folder(settings) if folder is None else folder
     if not folder.is_dir():
         log.error("undo.refused", reason=f"{path_text(folder)} does not exist or is not a folder")
         return EXIT_REFUSED
-    instance = instance_of(settings)
+    instance = moves_instance(settings)
     return run_moves(
         settings,
         log,
@@ -235,7 +299,7 @@ def run_assign(settings: Settings, log: FilteringBoundLogger, files: list[Path],
     if problem is not None:
         log.error("assign.refused", reason=f"{genre!r} cannot be a genre folder: {problem}")
         return EXIT_REFUSED
-    instance = instance_of(settings)
+    instance = moves_instance(settings)
     return run_moves(
         settings,
         log,

@@ -16,6 +16,7 @@ from structlog.typing import FilteringBoundLogger
 
 from genresort.config import Settings
 from genresort.library.journal import Journal
+from genresort.library.lock import MovesLock
 from genresort.logs import path_text
 from genresort.progress import ProgressBar
 from genresort.service.inbox import StabilityGate, is_candidate, scan_folder
@@ -60,7 +61,7 @@ def sort_once(
     sorter, analysers = started
     try:
         if not dry_run:
-            recover(sorter)
+            recover(sorter, MovesLock(settings.state_dir))
         sort_file = partial(plan_and_print, sorter) if dry_run else sorter.sort_file
         return sort_files(settings, sort_file, paths, log)
     finally:

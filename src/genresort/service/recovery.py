@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from genresort.library.journal import FileRecord, Step
+from genresort.library.lock import MovesLock
 from genresort.library.placement import discard_staged, staging_folder
 from genresort.logs import path_text
 from genresort.service.moves import settle_move
@@ -26,11 +27,23 @@ from genresort.service.pipeline import (
 )
 
 
-def recover(sorter: Sorter) -> None:
+def recover(sorter: Sorter, moves: MovesLock) -> None:
+    """Settle what a crash left; a person's move only with the moves lock, as one may be running beside us (it
+    settles its own)."""
+    settling_moves = moves.try_acquire()
+    try:
+        settle_unfinished(sorter, settling_moves)
+    finally:
+        moves.release()
+    clear_staging(sorter)
+
+
+def settle_unfinished(sorter: Sorter, settling_moves: bool) -> None:
     for record in sorter.journal.unfinished():
         try:
             if record.step is Step.MOVING:  # an undo or assignment that was stopped: finished or rolled back
-                settle_move(sorter.journal, record)
+                if settling_moves:
+                    settle_move(sorter.journal, record)
                 continue
             settled = settle(sorter.journal, record, sorter.policy.model_id)
             if settled is not None:
@@ -48,7 +61,6 @@ def recover(sorter: Sorter) -> None:
                 error=f"{type(error).__name__}: {error}",
                 hint="left as it is and tried again at the next start; nothing was removed",
             )
-    clear_staging(sorter)
 
 
 def _still_ours(record: FileRecord) -> bool:

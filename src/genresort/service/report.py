@@ -13,7 +13,7 @@ import html
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from genresort.config import Settings
 from genresort.library.journal import FileRecord, HistoryEntry, Step
 from genresort.library.placement import write_text_whole
 from genresort.logs import path_text
+from genresort.progress import progress
 from genresort.service.moves import LABELS, UNDONE
 from genresort.service.startup import JOURNAL_NAME, open_journal_unlocked
 from genresort.service.supervisor import EXIT_FAILED, EXIT_OK, EXIT_REFUSED
@@ -104,10 +105,11 @@ def _most_first(counts: Counter) -> list:
 
 
 def build_report(
-    entries: Sequence[HistoryEntry], labels: Mapping[Path, str], since: float | None = None
+    entries: Iterable[HistoryEntry], labels: Mapping[Path, str], since: float | None = None
 ) -> SortingReport:
-    """The report on these finished files. `labels` names the folders that are not genres ({unsure folder:
-    "unsure", not-music folder: "not-music"}), for the label a corrected file had; any other folder is a genre."""
+    """The report on these finished files, read once (a progress bar may follow them). `labels` names the folders
+    that are not genres ({unsure folder: "unsure", not-music folder: "not-music"}), for the label a corrected file
+    had; any other folder is a genre."""
     decisions: Counter[str] = Counter()
     genres: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
@@ -115,6 +117,7 @@ def build_report(
     corrections: Counter[tuple[str, str]] = Counter()
     days: Counter[str] = Counter()
     hours = [0] * 24
+    times: list[float] = []
     for entry in entries:
         record = entry.record
         decision = decision_of(record)
@@ -132,7 +135,7 @@ def build_report(
         moment = time.localtime(record.updated_at)
         days[time.strftime("%Y-%m-%d", moment)] += 1
         hours[moment.tm_hour] += 1
-    times = [entry.record.updated_at for entry in entries]
+        times.append(record.updated_at)
     return SortingReport(
         since=since,
         first=min(times, default=None),
@@ -335,7 +338,8 @@ def run_report(settings: Settings, log: FilteringBoundLogger, since: float | Non
         return EXIT_REFUSED
     with journal:
         history = journal.history(since)
-    report = build_report(history, {settings.unsure: UNSURE, settings.not_music: NOT_MUSIC}, since)
+    labels = {settings.unsure: UNSURE, settings.not_music: NOT_MUSIC}
+    report = build_report(progress(history, len(history), "report"), labels, since)
     print(as_text(report), end="")
     if page is not None:
         try:

@@ -100,15 +100,14 @@ def open_journal(path: Path, log: FilteringBoundLogger) -> Journal:
 
 
 def open_journal_unlocked(settings: Settings, log: FilteringBoundLogger) -> Journal | None:
-    """The journal for a dry run, which takes no lock and so leaves a damaged journal where it is; or None after
-    logging why not (exit code EXIT_REFUSED)."""
+    """The journal without the instance lock (a dry run, the report, the review page, a person's moves), which
+    therefore leaves a damaged journal where it is; or None after logging why not (exit code EXIT_REFUSED)."""
     try:
         return Journal(settings.state_dir / JOURNAL_NAME)
     except JournalDamaged as damage:
         log.error(
             "daemon.refused",
-            reason=f"{damage}; a dry run changes nothing: `genresort sort` or the daemon will"
-            " move it aside and start a fresh journal",
+            reason=f"{damage}; `genresort sort` or the daemon will move it aside and start a fresh journal",
         )
     except JournalError as error:
         log.error("daemon.refused", reason=str(error))

@@ -1,10 +1,10 @@
-"""The review page (`genresort web`): the files genresort was unsure of or took for not music, each with a player,
-its top 3 and a button per genre; why the model decided (on a file's own page: the explanation takes a second);
-the quarantine with its reasons; the recent sorts with an undo.
+"""The review page (`genresort web`, or the daemon with web_listen set): the files genresort was unsure of or took
+for not music, each with a player, its top 3 and a button per genre; why the model decided (on a file's own page:
+the explanation takes a second); the quarantine with its reasons; the recent sorts with an undo.
 
-It changes files only through the commands' own functions (moves.run_moves with moves.assign or moves.undo), under
-the state folder's lock for the length of one request: with the daemon running on the same state folder, a change
-is refused with a page that says so. Pages that only read open the journal without the lock.
+It changes files only through the commands' own functions (moves.run_moves with moves.assign or moves.undo), which
+hold the moves lock, not the daemon's: a running daemon goes on sorting meanwhile. Pages that only read open the
+journal without a lock.
 
 Security: it listens on 127.0.0.1 unless web_listen says otherwise, and then the configuration requires web_token
 (config.Settings). With a token, every request carries it (a cookie set from ?token=, or Authorization: Bearer).
@@ -18,6 +18,8 @@ import hmac
 import json
 import mimetypes
 import secrets
+import socket
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -42,8 +44,18 @@ from genresort.library.journal import FileRecord, Journal, Step
 from genresort.library.placement import REASON_SUFFIX
 from genresort.logs import get_logger, path_text
 from genresort.paths import CARD_JSON
-from genresort.service.moves import ASSIGNED, LABELS, MoveError, MoveOutcome, assign, run_moves, undo
-from genresort.service.startup import instance_of, open_journal_unlocked
+from genresort.service.moves import (
+    ASSIGNED,
+    LABELS,
+    MoveError,
+    MoveOutcome,
+    assign,
+    moves_instance,
+    run_moves,
+    undo,
+    undo_folder,
+)
+from genresort.service.startup import open_journal_unlocked
 from genresort.service.supervisor import EXIT_REFUSED
 
 TOKEN_COOKIE = "genresort_token"
@@ -173,7 +185,8 @@ def make_app(settings: Settings) -> Starlette:
     csrf = secrets.token_urlsafe(32)
     templates = Jinja2Templates(directory=TEMPLATES)
     genres = folder_names(settings)
-    instance = instance_of(settings)
+    instance = moves_instance(settings)
+    given_back_into = undo_folder(settings)
     log = get_logger()
 
     @cache
@@ -184,7 +197,8 @@ def make_app(settings: Settings) -> Starlette:
         return GenreModel.load(settings.model_dir)
 
     def page(request: Request, name: str, status: int = 200, **context: object) -> Response:
-        return templates.TemplateResponse(request, name, {"csrf": csrf, "genres": genres, **context}, status)
+        context = {"csrf": csrf, "genres": genres, "undo_folder": path_text(given_back_into), **context}
+        return templates.TemplateResponse(request, name, context, status)
 
     def reading(request: Request) -> Journal | Response:
         journal = open_journal_unlocked(settings, log)
@@ -228,6 +242,7 @@ def make_app(settings: Settings) -> Starlette:
         if path is None:
             return page(request, "message.html", 404, title="No such file", text="genresort placed no file by that id.")
         from genresort.analysis.audio import AudioError
+        from genresort.analysis.naming import named_explanation, named_prediction
 
         try:
             prediction, explanation = model().explain(path)
@@ -237,8 +252,8 @@ def make_app(settings: Settings) -> Starlette:
             request,
             "file.html",
             file=ReviewFile(record, top3_of(path)),
-            prediction=prediction,
-            explanation=explanation,
+            prediction=named_prediction(prediction, settings.genre_names),
+            explanation=named_explanation(explanation, settings.genre_names),
         )
 
     def audio(request: Request) -> Response:
@@ -268,7 +283,7 @@ def make_app(settings: Settings) -> Starlette:
             command = "undo"
 
             def act(journal: Journal, record: FileRecord) -> MoveOutcome:
-                return undo(journal, record, settings.inbox, instance)
+                return undo(journal, record, given_back_into, instance)
 
         reasons = Reasons(log)
         done: list[MoveOutcome] = []
@@ -284,7 +299,7 @@ def make_app(settings: Settings) -> Starlette:
             return done[-1]
 
         status = await run_in_threadpool(run_moves, settings, reasons, command, choose, acting)
-        if status == EXIT_REFUSED and not done:  # the state folder is locked (the daemon?), or the id is unknown
+        if status == EXIT_REFUSED and not done:  # another move runs too long, or the id is unknown
             text = "; ".join(reasons.said) or "the state folder cannot be opened"
             return page(request, "message.html", 409, title=f"Nothing was changed ({command})", text=text)
         (outcome,) = done
@@ -323,7 +338,7 @@ def guard(settings: Settings):
     Without a token (on loopback), a request must name this machine in its Host: a web page elsewhere whose name was
     made to resolve to 127.0.0.1 (DNS rebinding) could otherwise read the page, its CSRF token with it."""
     token = settings.web_token
-    local_hosts = {"localhost", "127.0.0.1", "::1", listen_address(settings.web_listen)[0]}
+    local_hosts = {"localhost", "127.0.0.1", "::1", listen_address(settings.review_page_address)[0]}
 
     def given(value: str | None) -> bool:
         return value is not None and hmac.compare_digest(value.encode(), token.encode())
@@ -356,12 +371,56 @@ def host_name(header: str) -> str:
     return header.partition(":")[0]
 
 
-def run_web(settings: Settings, log: FilteringBoundLogger) -> int:
-    """`genresort web`: serve the review page on web_listen until stopped."""
-    import uvicorn
+class ReviewServer:
+    """The review page's server, its socket bound when made (a port in use is refused at start, in our words, not
+    by uvicorn's exit); served from the calling thread (`genresort web`) or a thread of the daemon's."""
 
-    host, port = listen_address(settings.web_listen)
-    app = make_app(settings)
-    log.info("web.ready", url=f"http://{settings.web_listen}/", token_required=settings.web_token is not None)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    def __init__(self, settings: Settings) -> None:
+        import uvicorn
+
+        self.address = settings.review_page_address
+        host, port = listen_address(self.address)
+        self.socket = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        try:
+            self.server = uvicorn.Server(uvicorn.Config(make_app(settings), log_level="warning"))
+        except BaseException:
+            self.socket.close()
+            raise
+        self.thread: threading.Thread | None = None
+
+    def serve(self) -> None:
+        """Until SIGTERM or SIGINT (uvicorn's own handlers, in the main thread), or stop()."""
+        try:
+            self.server.run(sockets=[self.socket])
+        finally:
+            self.socket.close()
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self.serve, name="review-page", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=10.0)
+
+
+def open_review_page(settings: Settings, log: FilteringBoundLogger) -> ReviewServer | None:
+    """The review page, bound to its address and announced in the log (`web.ready`); or None after logging why not
+    (`web.refused`)."""
+    try:
+        page = ReviewServer(settings)
+    except (OSError, ModelError) as error:
+        log.error("web.refused", reason=f"the review page cannot be served on {settings.review_page_address}: {error}")
+        return None
+    log.info("web.ready", url=f"http://{page.address}/", token_required=settings.web_token is not None)
+    return page
+
+
+def run_web(settings: Settings, log: FilteringBoundLogger) -> int:
+    """`genresort web`: serve the review page until stopped."""
+    page = open_review_page(settings, log)
+    if page is None:
+        return EXIT_REFUSED
+    page.serve()
     return 0
