@@ -93,3 +93,65 @@ def test_with_unknown_files_quarantine_a_file_that_is_no_audio_is_set_aside_with
     assert (folders.quarantine / "notes.txt").read_bytes() == NOTES and not (folders.inbox / "notes.txt").exists()
     reason = json.loads((folders.quarantine / "notes.txt.reason.json").read_text())
     assert reason["error"] == line["reason"]
+
+
+def test_a_path_template_of_ones_own_places_by_the_tags_safely_and_assign_and_report_keep_to_it(
+    tmp_path: Path,
+) -> None:
+    """The issue's template case: reserved characters and an over-long title in the tags, one file without a track
+    number, and a person's correction that moves a file to another genre in the same layout."""
+    folders = Folders(tmp_path / "music")
+    template = "{genre}/{albumartist}/{album}/{track:02d} {title}{ext}"
+    long_title = "Night Train: " + "very " * 70 + "long?"
+    tags = {"album_artist": "AC/DC", "album": "Live. ", "title": long_title, "track": "3/12"}
+    first = write_audio(folders.inbox / "first.m4a", "m4a-aac", 8.0, tags=tags, seed=1)
+    second = write_audio(folders.inbox / "second.flac", "flac", 8.0, tags={"title": "CON", "artist": "Q"}, seed=2)
+    env = folders.env(confidence_threshold=0.0, path_template=template)
+    result = subprocess.run(
+        [sys.executable, "-m", "genresort.cli", "sort", "--config", str(folders.config_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    placed = {
+        Path(line["source"]).name: Path(line["destination"])
+        for line in map(json.loads, result.stdout.splitlines())
+        if line["event"] == "file.sorted"
+    }
+    one = placed[first.name].relative_to(folders.library)
+    assert one.parts[1:3] == ("AC_DC", "Live") and one.name.startswith("03 Night Train_ very")
+    assert one.suffix == ".m4a" and len(one.name.encode()) <= 255
+    two = placed[second.name].relative_to(folders.library)
+    assert two.parts[1:] == ("Q", "Unknown Album", "CON_.flac")  # no track number: no "00 "; no device name
+
+    genre = one.parts[0]
+    other = "Jazz" if genre != "Jazz" else "Blues"
+    assigned = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "genresort.cli",
+            "assign",
+            str(placed[first.name]),
+            other,
+            "--config",
+            str(folders.config_file),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert assigned.returncode == 0, assigned.stdout + assigned.stderr
+    (moved,) = (folders.library / other / "AC_DC" / "Live").iterdir()  # the same layout under the person's genre
+    assert moved.name.startswith("03 Night Train_ very") and not placed[first.name].exists()
+    report = subprocess.run(
+        [sys.executable, "-m", "genresort.cli", "report", "--config", str(folders.config_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert report.returncode == 0 and "AC_DC" not in report.stdout and other in report.stdout, report.stdout

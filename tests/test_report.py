@@ -187,7 +187,7 @@ def test_decisions_genres_reasons_and_corrections_are_counted(five_hours_east_of
         entry(finished(noon, "assigned", LIBRARY / "Blues/12.mp3"), LIBRARY / "Rock/12.mp3"),
         entry(finished(noon, "assigned", LIBRARY / "Jazz/13.mp3"), NOT_MUSIC / "13.mp3"),
     ]
-    report = build_report(entries, LABELS)
+    report = build_report(entries, LIBRARY, LABELS)
 
     assert report.files == 13 and report.undone == 1
     assert dict(report.decisions) == {
@@ -225,7 +225,7 @@ def test_busiest_hours_days_and_throughput_are_in_local_time(five_hours_east_of_
         datetime(2026, 11, 29, 14, 50),
     ]
     entries = [entry(finished(moment.timestamp(), "sorted", LIBRARY / "Rock/x.mp3")) for moment in moments]
-    report = build_report(entries, LABELS, since=datetime(2026, 11, 28).timestamp())
+    report = build_report(entries, LIBRARY, LABELS, since=datetime(2026, 11, 28).timestamp())
 
     assert report.busiest_hours == [(14, 3), (9, 2), (23, 1)]
     assert sum(report.hours) == 6 and len(report.hours) == 24
@@ -240,7 +240,7 @@ def test_busiest_hours_days_and_throughput_are_in_local_time(five_hours_east_of_
 
 
 def test_nothing_finished_is_said_in_one_line_and_on_a_page_without_charts() -> None:
-    report = build_report([], LABELS, since=datetime(2026, 11, 29, 14, 0).timestamp())
+    report = build_report([], LIBRARY, LABELS, since=datetime(2026, 11, 29, 14, 0).timestamp())
     assert as_text(report) == "No file finished since 2026-11-29 14:00.\n"
     assert "<svg" not in as_html(report) and "No file finished" in as_html(report)
 
@@ -270,5 +270,5 @@ def test_the_journal_history_keeps_finished_records_since_a_time_with_where_an_a
     assert [item.record.id for item in everything] == [before.id, after.id]  # the unfinished one is left out
     assert everything[0].assigned_from is None
     assert [(item.record.id, item.assigned_from) for item in recent] == [(after.id, UNSURE / "after.mp3")]
-    (correction,) = build_report(recent, LABELS, since).corrections
+    (correction,) = build_report(recent, LIBRARY, LABELS, since).corrections
     assert (correction.label, correction.genre, correction.files) == ("unsure", "Jazz", 1)

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         "auto", description="poll the inbox instead of inotify; auto: poll on nfs, cifs/smb and fuse"
     )
     max_file_mb: float = Field(2048.0, gt=0, description="larger files are quarantined unread")
+    path_template: str = Field(
+        "{genre}/{filename}",
+        description="where a sorted file goes in the library, from its tags: {genre} first, then any of {albumartist}"
+        " {artist} {album} {title} {track} {disc} {year} {filename} {stem} {ext}, ending in {ext} or {filename}",
+    )
     unknown_files: Literal["keep", "quarantine"] = Field(
         "keep",
         description="a file in the inbox whose content is no audio format genresort reads (and whose name claims "

@@ -295,6 +295,15 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
+def genre_folder(path: Path, library: Path) -> str:
+    """The genre a file placed at `path` is sorted into: the first folder below the library, whatever the template
+    put below it (the folder it is in, for a file outside the library)."""
+    try:
+        return path.relative_to(library).parts[0]
+    except (ValueError, IndexError):
+        return path.parent.name
+
+
 # --- rendering ---------------------------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from genresort.analysis.decision import NOT_MUSIC, UNSURE
 from genresort.config import Settings, bad_name
 from genresort.library.arrival import CannotRebuild, read_written, rebuild
 from genresort.library.journal import FileRecord, Journal, Step
+from genresort.library.layout import DEFAULT_TEMPLATE, genre_folder, read_track_tags, render_path
 from genresort.library.lock import MovesBusy, MovesLock
 from genresort.library.placement import (
     copy_to_staged,
@@ -63,7 +64,10 @@ def refusal(journal: Journal, record: FileRecord) -> str | None:
         return f"it is no longer at {placed}: moved or removed since genresort placed it"
     kept = journal.arrival(record.id)
     if kept is None:
-        return "nothing was kept to rebuild it (sorted before genresort kept arrivals, or a WAV or Ogg file)"
+        return (
+            "nothing was kept to rebuild it (sorted before genresort kept arrivals, or a WAV, Ogg Vorbis, Opus or"
+            " fragmented M4A file, whose tag writing rewrites the container around the audio)"
+        )
     try:
         now = read_written(placed)
     except CannotRebuild as error:
@@ -116,26 +120,43 @@ def undo(journal: Journal, record: FileRecord, folder: Path, instance: str, dry_
     return place_moved(journal, record, folder, record.source.name, UNDONE)
 
 
-def assign(journal: Journal, record: FileRecord, genre: str, library: Path, instance: str) -> MoveOutcome:
+def assign(
+    journal: Journal,
+    record: FileRecord,
+    genre: str,
+    library: Path,
+    instance: str,
+    path_template: str = DEFAULT_TEMPLATE,
+) -> MoveOutcome:
     """A person's genre for a placed file (unsure, not music, or a correction): tagged as a sort would tag it, with
-    GENRESORT_DECISION=person and the label it had in GENRESORT_PREVIOUS_GENRE, placed in <library>/<genre>/."""
+    GENRESORT_DECISION=person and the label it had in GENRESORT_PREVIOUS_GENRE, placed in <library>/<genre>/ (where
+    path_template puts it)."""
     refused = refusal(journal, record)
     if refused is not None:
         return MoveOutcome(record, None, refused)
-    folder = library / genre
-    if record.destination.parent == folder:
+    if record.destination.is_relative_to(library) and genre_folder(record.destination, library) == genre:
         return MoveOutcome(record, None, f"it is in {genre} already")
+    folder, name = assigned_place(record, genre, library, path_template)
     record = begin(journal, record, library, instance, folder, ASSIGNED)
     with open(record.destination, "rb") as placed:
         copy_to_staged(placed, record.staged_path)
-    previous = LABELS.get(record.outcome, record.destination.parent.name)
+    previous = LABELS.get(record.outcome, genre_folder(record.destination, library))
     tags = GenreTags(genre, 1.0, ((genre, 1.0),), PERSON, decision=PERSON, previous_genre=previous)
     try:
         write_genre_tags(record.staged_path, tags, ExistingGenrePolicy.OVERWRITE)
     except TagError as error:
         settle_move(journal, record)
         return MoveOutcome(record, None, f"it cannot be tagged: {error}")
-    return place_moved(journal, record, folder, record.destination.name, ASSIGNED)
+    return place_moved(journal, record, folder, name, ASSIGNED)
+
+
+def assigned_place(record: FileRecord, genre: str, library: Path, path_template: str) -> tuple[Path, str]:
+    """The folder and name an assigned file goes to: <library>/<genre>/ under the name it has, or where a person's
+    path_template puts it, from its tags."""
+    if path_template == DEFAULT_TEMPLATE:
+        return library / genre, record.destination.name
+    wanted = render_path(path_template, genre, read_track_tags(record.destination), record.source.name)
+    return library / wanted.parent, wanted.name
 
 
 def act_safely(journal: Journal, record: FileRecord, act: Callable[[Journal, FileRecord], MoveOutcome]) -> MoveOutcome:
@@ -305,5 +326,5 @@ def run_assign(settings: Settings, log: FilteringBoundLogger, files: list[Path],
         log,
         "assign",
         lambda journal: chosen_records(journal, files, None, None),
-        lambda journal, record: assign(journal, record, genre, settings.library, instance),
+        lambda journal, record: assign(journal, record, genre, settings.library, instance, settings.path_template),
     )

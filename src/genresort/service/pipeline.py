@@ -31,6 +31,7 @@ from genresort.analysis.naming import named
 from genresort.library.arrival import Arrival, CannotRebuild, read_arrival, read_written
 from genresort.library.formats import detect_format, head_of
 from genresort.library.journal import FileRecord, Journal, Step
+from genresort.library.layout import DEFAULT_TEMPLATE, read_track_tags, render_path
 from genresort.library.placement import (
     DuplicateFile,
     discard_staged,
@@ -113,6 +114,7 @@ class SortPolicy:
     analysis_attempts: int = ANALYSIS_ATTEMPTS
     genre_names: Mapping[str, str] = field(default_factory=dict)  # {model genre: folder and tag name}
     unknown_files: str = KEEP_UNKNOWN  # or "quarantine": a file that is no audio goes the way of unreadable audio
+    path_template: str = DEFAULT_TEMPLATE  # where a sorted file goes below the library
 
     def decision(self, prediction: Prediction) -> Decision:
         """Decided in the model's own genres, which its thresholds were calibrated on, then named as configured."""
@@ -321,6 +323,7 @@ class Sorter:
         # Only a file sorted into a genre gets the genre field a player shows; the others keep theirs as it was.
         tag_policy = self.policy.existing_genre if outcome is Outcome.SORTED else ExistingGenrePolicy.UNTOUCHED
         staged = self._restage(record, staged, root)
+        folder, name = self._place_at(decision, folder, staged, source.path.name)
         arrival = arrival_of(staged)
         reason = None
         try:
@@ -336,7 +339,7 @@ class Sorter:
             self.journal.keep_arrival(record.id, arrival, read_written(staged))
         self.journal.advance(record.id, Step.PLACING, destination=folder, outcome=outcome.value)
         try:
-            final = place_file(staged, folder, source.path.name)
+            final = place_file(staged, folder, name)
         except DuplicateFile as duplicate:  # the same content already sits under that name
             staged = self._fresh_copy(source, record, staged, self.policy.quarantine)
             return self._duplicate(source, record, staged, duplicate.existing)
@@ -367,6 +370,14 @@ class Sorter:
         if decision.kind is DecisionKind.NOT_MUSIC:
             return self.policy.not_music, self.policy.not_music, Outcome.NOT_MUSIC
         return self.policy.unsure, self.policy.unsure, Outcome.UNSURE  # a person decides, helped by our top 3
+
+    def _place_at(self, decision: Decision, folder: Path, staged: Path, name: str) -> tuple[Path, str]:
+        """The folder and name to place under: the file's own name in the decision's folder; for a genre with a
+        path_template of the person's, the path it gives from the file's tags as they arrived."""
+        if decision.kind is not DecisionKind.GENRE or self.policy.path_template == DEFAULT_TEMPLATE:
+            return folder, name
+        wanted = render_path(self.policy.path_template, decision.label, read_track_tags(staged), name)
+        return self.policy.library / wanted.parent, wanted.name
 
     def _genre_tags(self, decision: Decision) -> GenreTags:
         prediction = decision.prediction

@@ -22,6 +22,7 @@ from structlog.typing import FilteringBoundLogger
 from genresort.analysis.decision import NOT_MUSIC, UNSURE
 from genresort.config import Settings
 from genresort.library.journal import FileRecord, HistoryEntry, Step
+from genresort.library.layout import genre_folder
 from genresort.library.placement import write_text_whole
 from genresort.logs import path_text
 from genresort.progress import progress
@@ -105,11 +106,11 @@ def _most_first(counts: Counter) -> list:
 
 
 def build_report(
-    entries: Iterable[HistoryEntry], labels: Mapping[Path, str], since: float | None = None
+    entries: Iterable[HistoryEntry], library: Path, labels: Mapping[Path, str], since: float | None = None
 ) -> SortingReport:
-    """The report on these finished files, read once (a progress bar may follow them). `labels` names the folders
-    that are not genres ({unsure folder: "unsure", not-music folder: "not-music"}), for the label a corrected file
-    had; any other folder is a genre."""
+    """The report on these finished files, read once (a progress bar may follow them). A file's genre is its first
+    folder below `library`; `labels` names the folders that are not genres ({unsure folder: "unsure", not-music
+    folder: "not-music"}), for the label a corrected file had."""
     decisions: Counter[str] = Counter()
     genres: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
@@ -123,15 +124,15 @@ def build_report(
         decision = decision_of(record)
         decisions[decision] += 1
         if decision in _IN_A_GENRE:
-            genres[_name(record.destination.parent)] += 1
+            genres[_name(Path(genre_folder(record.destination, library)))] += 1
         if decision == "quarantined":
             reason = record.last_error or "no reason kept"
             reasons[reason] += 1
             examples.setdefault(reason, []).append(_name(record.source))
         if decision == "assigned":
             before = entry.assigned_from
-            label = "unknown" if before is None else labels.get(before.parent, _name(before.parent))
-            corrections[label, _name(record.destination.parent)] += 1
+            label = "unknown" if before is None else labels.get(before.parent) or genre_folder(before, library)
+            corrections[label, _name(Path(genre_folder(record.destination, library)))] += 1
         moment = time.localtime(record.updated_at)
         days[time.strftime("%Y-%m-%d", moment)] += 1
         hours[moment.tm_hour] += 1
@@ -339,7 +340,7 @@ def run_report(settings: Settings, log: FilteringBoundLogger, since: float | Non
     with journal:
         history = journal.history(since)
     labels = {settings.unsure: UNSURE, settings.not_music: NOT_MUSIC}
-    report = build_report(progress(history, len(history), "report"), labels, since)
+    report = build_report(progress(history, len(history), "report"), settings.library, labels, since)
     print(as_text(report), end="")
     if page is not None:
         try:

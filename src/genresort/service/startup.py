@@ -14,6 +14,7 @@ from structlog.typing import FilteringBoundLogger
 from genresort.analysis.model_file import ModelError
 from genresort.config import ConfigError, Settings, check_genre_names
 from genresort.library.journal import Journal, JournalDamaged, JournalError, move_aside
+from genresort.library.layout import validate_template
 from genresort.library.lock import AlreadyRunning, InstanceLock
 from genresort.library.tags import ExistingGenrePolicy
 from genresort.logs import path_text
@@ -120,8 +121,12 @@ def instance_of(settings: Settings) -> str:
 
 
 def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
-    """The pipeline's policy for this model; ConfigError if genre_names renames a genre the model does not have."""
+    """The pipeline's policy for this model; ConfigError if genre_names renames a genre the model does not have, or
+    path_template would not sort (its problem said in words)."""
     check_genre_names(settings.genre_names, model.genres)
+    problem = validate_template(settings.path_template)
+    if problem is not None:
+        raise ConfigError(f"path_template {settings.path_template!r}: {problem}")
     thresholds = model.thresholds
     if settings.confidence_threshold is not None:  # the person's threshold decides, not the model's check
         thresholds = replace(thresholds, confidence=settings.confidence_threshold, placement=None)
@@ -137,6 +142,7 @@ def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
         genre_names=settings.genre_names,
         max_file_bytes=int(settings.max_file_mb * 2**20),
         unknown_files=settings.unknown_files,
+        path_template=settings.path_template,
         model_id=model.model_id,
         instance=instance_of(settings),
     )

@@ -27,7 +27,6 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlencode
 
-import mutagen
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -41,7 +40,9 @@ from structlog.typing import FilteringBoundLogger
 from genresort.analysis.model_file import ModelError
 from genresort.config import Settings, listen_address
 from genresort.library.journal import FileRecord, Journal, Step
+from genresort.library.layout import genre_folder
 from genresort.library.placement import REASON_SUFFIX
+from genresort.library.tags import TagError, read_fields
 from genresort.logs import get_logger, path_text
 from genresort.paths import CARD_JSON
 from genresort.service.moves import (
@@ -72,6 +73,7 @@ class ReviewFile:
 
     record: FileRecord
     top3: list[str]  # "Jazz 41%", from the file's GENRESORT_TOP3 tag
+    library: Path
 
     @property
     def name(self) -> str:
@@ -79,7 +81,8 @@ class ReviewFile:
 
     @property
     def folder(self) -> str:
-        return path_text(Path(self.record.destination.parent.name))
+        """The genre it is sorted into (whatever path_template put below it), or unsure or not-music."""
+        return path_text(Path(genre_folder(self.record.destination, self.library)))
 
     @property
     def outcome(self) -> str:
@@ -120,18 +123,11 @@ class Reasons:
 
 
 def top3_of(path: Path) -> list[str]:
-    """The top 3 genresort wrote into the file's GENRESORT_TOP3 tag (ID3 or Vorbis comment); [] if none."""
+    """The top 3 genresort wrote into the file's GENRESORT_TOP3 field, in whatever format; [] if none."""
     try:
-        audio = mutagen.File(path)
-    except (mutagen.MutagenError, OSError):
+        values = read_fields(path).get("GENRESORT_TOP3", [])
+    except (TagError, OSError):
         return []
-    tags = audio.tags if audio is not None else None
-    if tags is None:
-        return []
-    if "TXXX:GENRESORT_TOP3" in tags:
-        values = tags["TXXX:GENRESORT_TOP3"].text
-    else:
-        values = tags.get("genresort_top3", [])
     return [as_percent(part) for value in values for part in str(value).split("; ") if part]
 
 
@@ -219,8 +215,8 @@ def make_app(settings: Settings) -> Starlette:
             "review.html",
             activity=sorted(Counter(LABELS.get(record.outcome, record.outcome) for record in recent).items()),
             days=ACTIVITY_DAYS,
-            undecided=[ReviewFile(record, top3_of(record.destination)) for record in undecided],
-            history=[ReviewFile(record, []) for record in history],
+            undecided=[ReviewFile(record, top3_of(record.destination), settings.library) for record in undecided],
+            history=[ReviewFile(record, [], settings.library) for record in history],
             quarantined=quarantined_files(settings.quarantine),
             said=request.query_params.get("said"),
         )
@@ -251,7 +247,7 @@ def make_app(settings: Settings) -> Starlette:
         return page(
             request,
             "file.html",
-            file=ReviewFile(record, top3_of(path)),
+            file=ReviewFile(record, top3_of(path), settings.library),
             prediction=named_prediction(prediction, settings.genre_names),
             explanation=named_explanation(explanation, settings.genre_names),
         )
@@ -278,7 +274,7 @@ def make_app(settings: Settings) -> Starlette:
             command = "assign"
 
             def act(journal: Journal, record: FileRecord) -> MoveOutcome:
-                return assign(journal, record, genre, settings.library, instance)
+                return assign(journal, record, genre, settings.library, instance, settings.path_template)
         else:
             command = "undo"
 
@@ -307,7 +303,8 @@ def make_app(settings: Settings) -> Starlette:
             said = f"{path_text(Path(outcome.record.destination.name))}: not changed: {outcome.refused}"
         else:
             verb = "assigned to" if command == "assign" else "given back as it arrived into"
-            said = path_text(Path(f"{outcome.destination.name}: {verb} {outcome.destination.parent.name}"))
+            into = genre_folder(outcome.destination, settings.library)
+            said = path_text(Path(f"{outcome.destination.name}: {verb} {into}"))
         return RedirectResponse("/?" + urlencode({"said": said}), 303)
 
     middleware = [Middleware(BaseHTTPMiddleware, dispatch=guard(settings))]
