@@ -272,7 +272,7 @@ def test_bad_files_are_quarantined_with_reasons_and_the_daemon_carries_on(watchi
 
 def test_a_name_collision_gets_a_numbered_name(watching: Daemon) -> None:
     """Two different files named song.mp3 (the same recording, tagged differently - so the same genre, whatever
-    the model says), dropped one after the other into two subfolders: both kept, the second as `song (2).mp3`."""
+    the model says), dropped into the inbox one after the other: both kept, the second as `song (2).mp3`."""
     folders = watching.folders
     recording = make_mp3(folders.root / "collision-recording.mp3", seed=701)
     alice = folders.root / "alice-song.mp3"
@@ -283,8 +283,10 @@ def test_a_name_collision_gets_a_numbered_name(watching: Daemon) -> None:
     with_id3(bob, TIT2(encoding=3, text="Song (Bob's rip)"))
     assert sha256_file(alice) != sha256_file(bob)
 
-    first = watching.wait_outcome(drop(alice, folders.inbox / "from-alice" / "collision-song.mp3"))
-    second = watching.wait_outcome(drop(bob, folders.inbox / "from-bob" / "collision-song.mp3"))
+    source = folders.inbox / "collision-song.mp3"
+    first = watching.wait_outcome(drop(alice, source))
+    drop(bob, source)
+    second = watching.wait_for(lambda: watching.outcomes(source)[1:], "the second song")[0]
     assert first["event"] == second["event"] == "file.sorted", (first, second)
     assert first["decision"] == second["decision"]
     folder = folders.library / first["decision"]

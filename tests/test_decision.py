@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import json
 
-from genresort.analysis.decision import DecisionKind, Prediction, Thresholds, decide, decision_fields, unsure_reason
+from genresort.analysis.decision import (
+    Decision,
+    DecisionKind,
+    Prediction,
+    Thresholds,
+    decide,
+    decide_album,
+    decision_fields,
+    unsure_reason,
+    with_album,
+)
 
 RANKING = (("Jazz", 0.7), ("Blues", 0.2), ("Rock", 0.06), ("Pop", 0.04))
 
@@ -80,3 +90,39 @@ def test_a_sound_unlike_the_music_the_model_learnt_is_never_given_a_genre() -> N
     assert unsure_reason(stranger) == "unlike the music the model learnt from"
     assert decision_fields(stranger)["novelty"] == 1.3
     assert decide(Prediction(RANKING, "m", novelty=0.8), thresholds).kind is DecisionKind.GENRE
+
+
+# --- albums -------------------------------------------------------------------------------------------------------
+
+
+def track(genre: str, confidence: float) -> Decision:
+    return decide(Prediction(((genre, confidence), ("Other", 1 - confidence)), "m", 0.99), Thresholds(confidence=0.5))
+
+
+def test_an_album_goes_where_most_of_its_sure_tracks_say_and_takes_its_unsure_tracks_along() -> None:
+    tracks = [track("Metal", 0.9), track("Metal", 0.8), track("Rock", 0.7), track("Blues", 0.3)]
+    album = decide_album(tracks)
+    assert (album.genre, album.votes, album.tracks, album.compilation) == (
+        "Metal",
+        (("Metal", 2), ("Rock", 1)),
+        4,
+        False,
+    )
+    placed = [with_album(decision, album) for decision in tracks]
+    assert [decision.label for decision in placed] == ["Metal"] * 4  # the unsure Blues track and the Rock one too
+    assert decision_fields(placed[3])["album_genre"] == "Metal" and decision_fields(placed[3])["genre"] == "Blues"
+
+
+def test_sure_tracks_that_clearly_disagree_are_a_compilation_each_deciding_alone() -> None:
+    tracks = [track("Metal", 0.9), track("Classical", 0.9), track("Jazz", 0.2)]
+    album = decide_album(tracks)
+    assert album.genre is None and album.compilation
+    assert [with_album(decision, album).label for decision in tracks] == ["Metal", "Classical", "unsure"]
+    assert decision_fields(with_album(tracks[0], album))["compilation"] is True
+
+
+def test_an_album_with_no_sure_track_stays_unsure_and_one_partly_sorted_follows_its_sorted_tracks() -> None:
+    unsure = [track("Jazz", 0.3), track("Blues", 0.2)]
+    assert decide_album(unsure).genre is None and not decide_album(unsure).compilation
+    assert [with_album(decision, decide_album(unsure)).label for decision in unsure] == ["unsure", "unsure"]
+    assert decide_album(unsure, placed=["Jazz", "Jazz"]).genre == "Jazz"  # its first tracks went there

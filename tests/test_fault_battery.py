@@ -196,7 +196,7 @@ def test_an_original_the_daemon_cannot_remove_is_placed_once_kept_and_not_sorted
     wait_for_rescans(daemon)
     assert daemon.outcomes(source) == [outcome], "sorted again by a rescan"
     [placed] = copies(song, *folders.destinations)
-    assert placed.parent.parent == folders.library, placed
+    assert placed.parent.name == theirs.name and placed.parent.parent.parent == folders.library, placed  # its album
     assert source.read_bytes() == song.read_bytes(), "the original stays, untouched"
     saying_so = [record for record in daemon.about(source) if CANNOT_REMOVE.search(json.dumps(record))]
     assert len(saying_so) == 1, "one log line says the original cannot be removed" + daemon.describe()

@@ -7,7 +7,9 @@ and `sort --dry-run` all print `decision_fields`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 UNSURE = "unsure"
@@ -62,17 +64,53 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class AlbumVerdict:
+    """What the tracks of one inbox subfolder (an album, a release) say together."""
+
+    genre: str | None  # the genre every track of the folder goes to; None: each track decides alone
+    votes: tuple[tuple[str, int], ...]  # tracks sure of each genre, most first
+    tracks: int  # tracks heard
+    compilation: bool = False  # the sure tracks clearly disagree: each track decides alone
+
+
+@dataclass(frozen=True)
 class Decision:
     kind: DecisionKind
     prediction: Prediction
     thresholds: Thresholds
+    album: AlbumVerdict | None = None  # for a track of an album: what its album decided
 
     @property
     def label(self) -> str:
-        """The genre to sort by, "unsure" or "not-music"."""
+        """The genre to sort by (the album's, for a track of an album that has one), "unsure" or "not-music"."""
         if self.kind is DecisionKind.GENRE:
+            if self.album is not None and self.album.genre is not None:
+                return self.album.genre
             return self.prediction.genre
         return UNSURE if self.kind is DecisionKind.UNSURE else NOT_MUSIC
+
+
+def decide_album(decisions: Sequence[Decision], placed: Sequence[str] = ()) -> AlbumVerdict:
+    """One genre for an album from its tracks' own decisions (and the genres of its tracks `placed` before, which
+    the rest follows): the genre most sure tracks agree on, if more than half of them do. No sure track: each track
+    decides alone (most go to unsure). Sure tracks that clearly disagree (no genre has a majority of them): a
+    compilation, each track decides alone. Tracks unsure, or not music (an interlude, a spoken intro), follow the
+    album: one sure track in a folder of unsure ones decides for them, as a person sorting by album would."""
+    sure = [decision.label for decision in decisions if decision.kind is DecisionKind.GENRE] + list(placed)
+    votes = tuple(Counter(sure).most_common())
+    if not votes:
+        return AlbumVerdict(None, votes, len(decisions))
+    genre, count = votes[0]
+    if 2 * count > len(sure):
+        return AlbumVerdict(genre, votes, len(decisions))
+    return AlbumVerdict(None, votes, len(decisions), compilation=True)
+
+
+def with_album(decision: Decision, album: AlbumVerdict) -> Decision:
+    """A track's decision as part of its album: sorted into the album's genre when it has one, else its own."""
+    if album.genre is None:
+        return replace(decision, album=album)
+    return replace(decision, kind=DecisionKind.GENRE, album=album)
 
 
 def sure_of_genre(prediction: Prediction, thresholds: Thresholds) -> bool:
@@ -130,4 +168,8 @@ def decision_fields(decision: Decision) -> dict[str, object]:
     if prediction.music_probability is not None:
         fields["music_probability"] = round(prediction.music_probability, 4)
         fields["music_threshold"] = round(decision.thresholds.music, 4)
+    if decision.album is not None:
+        fields["album_genre"] = decision.album.genre
+        fields["album_votes"] = [list(vote) for vote in decision.album.votes]
+        fields["compilation"] = decision.album.compilation
     return fields

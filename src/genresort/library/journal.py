@@ -400,6 +400,17 @@ class Journal:
         )
         return [HistoryEntry(_record_from_row(row), _decode_path(row["assigned_from"])) for row in rows]
 
+    def sorted_from(self, folder: Path, since: float) -> list[Path]:
+        """Where the files that arrived directly in `folder` (or a folder below it) and were sorted into a genre, or
+        assigned one, since `since` (a Unix time) are now."""
+        prefix = os.fsencode(folder) + b"/"
+        rows = self._select(
+            "SELECT destination FROM files WHERE substr(source, 1, ?) = ? AND step = ?"
+            " AND outcome IN ('sorted', 'assigned') AND updated_at >= ?",
+            (len(prefix), prefix, Step.DONE.value, since),
+        )
+        return [_decode_path(row["destination"]) for row in rows]
+
     def placed_at(self, path: Path) -> FileRecord | None:
         """The record of the file genresort placed at `path`, if it is one and was not given back."""
         rows = self._select(

@@ -5,6 +5,7 @@ With web_listen set, a thread serves the review page."""
 from __future__ import annotations
 
 import os
+from functools import partial
 
 from structlog.typing import FilteringBoundLogger
 
@@ -12,6 +13,7 @@ from genresort.config import Settings
 from genresort.library.lock import MovesLock
 from genresort.logs import path_text
 from genresort.service import notify
+from genresort.service.albums import album_root
 from genresort.service.inbox import LIMIT_ERRNOS, InboxWatcher, Intake, StabilityGate, inbox_filesystem, wants_polling
 from genresort.service.pipeline import Sorter
 from genresort.service.recovery import recover
@@ -59,7 +61,16 @@ def watch(settings: Settings, sorter: Sorter, log: FilteringBoundLogger) -> int:
     gate = StabilityGate(settings.stability_seconds)
     work = WorkQueue(sorter.sort_file, settings.workers, settings.retry_max_seconds, log, unsettled=gate.offer)
     watcher = InboxWatcher(inbox, polling, gate.offer)
-    intake = Intake(inbox, watcher, gate, work.submit, tick_seconds(settings), settings.rescan_seconds, log)
+    intake = Intake(
+        inbox,
+        watcher,
+        gate,
+        work.submit,
+        tick_seconds(settings),
+        settings.rescan_seconds,
+        log,
+        album_of=partial(album_root, inbox),
+    )
     with StopSignals() as signals:
         recover(sorter, MovesLock(settings.state_dir))
         work.start()

@@ -251,6 +251,19 @@ class StabilityGate:
         with self._lock:
             return len(self._watched)
 
+    def settled(self, folder: Path, album_of: Callable[[Path], Path | None]) -> bool:
+        """Whether the album at `folder` is stable as a whole: none of its files is still in the gate, and no file
+        was added to or removed from the folder for the stability wait (its mtime), so that a folder still being
+        copied, file after file, is not taken half-way."""
+        with self._lock:
+            if any(album_of(path) == folder for path in self._watched):
+                return False
+        try:
+            changed = os.stat(folder).st_mtime
+        except OSError:
+            return True  # gone: its files, if any are left, are for their own turn
+        return time.time() - changed >= self._stability_seconds
+
     def _is_watched(self, path: Path) -> bool:
         with self._lock:
             return path in self._watched
@@ -374,7 +387,8 @@ INTAKE_STOP_SECONDS = 5.0
 
 class Intake:
     """The inbox side of the daemon, on a thread of its own: keeps the watcher alive, scans the inbox (at once,
-    then every `rescan_seconds` and after a watcher restart) and hands the files the gate finds stable to `submit`.
+    then every `rescan_seconds` and after a watcher restart) and hands the files the gate finds stable to `submit`
+    (the tracks of an album together, once the whole album is; `album_of` says which album a file is of).
 
     Scans and stability checks stat every file, which on a slow share takes as long as it takes: on this thread,
     the supervisor's loop (signals, the systemd watchdog, stall detection) never waits for them. The thread ends
@@ -391,6 +405,7 @@ class Intake:
         rescan_seconds: float,
         log: FilteringBoundLogger,
         scan: Callable[[Path, Callable[[Path], None], FilteringBoundLogger], None] = rescan,
+        album_of: Callable[[Path], Path | None] = lambda path: None,
     ) -> None:
         self._inbox = inbox
         self._watcher = watcher
@@ -400,6 +415,8 @@ class Intake:
         self._rescan_seconds = rescan_seconds
         self._log = log
         self._scan = scan
+        self._album_of = album_of
+        self._albums_held: dict[Path, list[Path]] = {}  # stable tracks of albums not yet stable as a whole
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="genresort-intake", daemon=True)
 
@@ -441,6 +458,18 @@ class Intake:
             if time.monotonic() >= next_scan:
                 self._scan(self._inbox, self._gate.offer, self._log)
                 next_scan = time.monotonic() + self._rescan_seconds
-            for path in self._gate.release_stable():
-                self._submit(path)
+            self._hand_on(self._gate.release_stable())
             self._stopping.wait(self._tick_seconds)
+
+    def _hand_on(self, stable: list[Path]) -> None:
+        """Submit the stable files; a track of an album only with the rest of it, once it is stable as a whole."""
+        for path in stable:
+            root = self._album_of(path)
+            if root is None:
+                self._submit(path)
+            else:
+                self._albums_held.setdefault(root, []).append(path)
+        for root in list(self._albums_held):
+            if self._gate.settled(root, self._album_of):
+                for path in self._albums_held.pop(root):
+                    self._submit(path)

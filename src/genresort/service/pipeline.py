@@ -26,7 +26,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 from genresort.analysis.audio import AUDIO_EXTENSIONS, AudioError
-from genresort.analysis.decision import Decision, DecisionKind, Prediction, Thresholds, decide, decision_fields
+from genresort.analysis.decision import (
+    AlbumVerdict,
+    Decision,
+    DecisionKind,
+    Prediction,
+    Thresholds,
+    decide,
+    decision_fields,
+    with_album,
+)
 from genresort.analysis.naming import named
 from genresort.library.arrival import Arrival, CannotRebuild, read_arrival, read_written
 from genresort.library.formats import detect_format, head_of
@@ -44,6 +53,7 @@ from genresort.library.placement import (
 )
 from genresort.library.tags import ExistingGenrePolicy, GenreTags, TagError, write_genre_tags
 from genresort.logs import path_text
+from genresort.service.albums import Albums, album_root, prune_emptied
 from genresort.service.workers import AnalysisCrashed, AnalysisFailed, AnalysisTimeout
 
 DUPLICATES_FOLDER = "duplicates"
@@ -86,6 +96,13 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
 
 
+#: Outcomes after which the file has left the inbox (unless its original could not be removed): its album folder
+#: may be empty now.
+PLACED_OR_SET_ASIDE = frozenset(
+    {Outcome.SORTED, Outcome.UNSURE, Outcome.NOT_MUSIC, Outcome.DUPLICATE, Outcome.QUARANTINED}
+)
+
+
 @dataclass(frozen=True)
 class SortOutcome:
     outcome: Outcome
@@ -115,6 +132,7 @@ class SortPolicy:
     genre_names: Mapping[str, str] = field(default_factory=dict)  # {model genre: folder and tag name}
     unknown_files: str = KEEP_UNKNOWN  # or "quarantine": a file that is no audio goes the way of unreadable audio
     path_template: str = DEFAULT_TEMPLATE  # where a sorted file goes below the library
+    inbox: Path | None = None  # set: the files of one inbox subfolder are an album, decided together
 
     def decision(self, prediction: Prediction) -> Decision:
         """Decided in the model's own genres, which its thresholds were calibrated on, then named as configured."""
@@ -242,6 +260,9 @@ class Sorter:
         self.log = log
         self._content_locks = KeyedLocks()
         self._left_in_place: set[tuple[Path, int, int]] = set()  # oversize files that could not be moved aside
+        self.albums = (
+            None if policy.inbox is None else Albums(policy.inbox, policy.library, analyse, policy.decision, journal)
+        )
 
     # -- the one path -------------------------------------------------------------------------------------
 
@@ -260,6 +281,10 @@ class Sorter:
             outcome = SortOutcome(Outcome.RETRY, path, reason=f"{type(error).__name__}: {error}")
         outcome = replace(outcome, seconds=time.monotonic() - started)
         self.log_outcome(outcome)
+        if self.albums is not None and outcome.outcome in PLACED_OR_SET_ASIDE:
+            root = album_root(self.albums.inbox, path)
+            if root is not None:
+                prune_emptied(path.parent, root)
         return outcome
 
     def _sort(self, source: SourceFile) -> SortOutcome:
@@ -305,7 +330,7 @@ class Sorter:
         if earlier is not None and earlier.destination is not None and earlier.destination.exists():
             return self._duplicate(source, record, staged, earlier.destination)
         try:
-            prediction = self.analyse(staged)
+            prediction, album = self._hear(source, staged)
         except AudioError as error:
             return self._set_aside(source, record, staged, Step.QUARANTINED, error.reason, analysed=True)
         except (AnalysisTimeout, AnalysisCrashed, AnalysisFailed) as error:
@@ -316,14 +341,28 @@ class Sorter:
                 )
             discard_staged(staged)
             return SortOutcome(Outcome.RETRY, source.path, reason=str(error), sha256=record.sha256)
-        return self._place(source, record, staged, self.policy.decision(prediction))
+        return self._place(source, record, staged, self._decide(prediction, album))
+
+    def _decide(self, prediction: Prediction, album: AlbumVerdict | None) -> Decision:
+        decision = self.policy.decision(prediction)
+        return decision if album is None else with_album(decision, album)
+
+    def _hear(self, source: SourceFile, staged: Path) -> tuple[Prediction, AlbumVerdict | None]:
+        """The file's prediction, and its album's verdict for a track of an album (its folder heard as a whole, the
+        first time one of its tracks comes: this track's prediction is then already made)."""
+        root = None if self.albums is None else album_root(self.albums.inbox, source.path)
+        if root is None:
+            return self.analyse(staged), None
+        track = (source.path, source.status.st_size, source.status.st_mtime_ns)
+        prediction, verdict = self.albums.hear(root, track)
+        return prediction or self.analyse(staged), verdict
 
     def _place(self, source: SourceFile, record: FileRecord, staged: Path, decision: Decision) -> SortOutcome:
         root, folder, outcome = self._destination(decision)
         # Only a file sorted into a genre gets the genre field a player shows; the others keep theirs as it was.
         tag_policy = self.policy.existing_genre if outcome is Outcome.SORTED else ExistingGenrePolicy.UNTOUCHED
         staged = self._restage(record, staged, root)
-        folder, name = self._place_at(decision, folder, staged, source.path.name)
+        folder, name = self._place_at(decision, folder, staged, source.path)
         arrival = arrival_of(staged)
         reason = None
         try:
@@ -371,18 +410,22 @@ class Sorter:
             return self.policy.not_music, self.policy.not_music, Outcome.NOT_MUSIC
         return self.policy.unsure, self.policy.unsure, Outcome.UNSURE  # a person decides, helped by our top 3
 
-    def _place_at(self, decision: Decision, folder: Path, staged: Path, name: str) -> tuple[Path, str]:
-        """The folder and name to place under: the file's own name in the decision's folder; for a genre with a
-        path_template of the person's, the path it gives from the file's tags as they arrived."""
+    def _place_at(self, decision: Decision, folder: Path, staged: Path, source: Path) -> tuple[Path, str]:
+        """The folder and name to place under: the file's own name in the decision's folder, below the folders it
+        arrived in for a track of an album; for a genre with a path_template of the person's, the path it gives
+        from the file's tags as they arrived."""
         if decision.kind is not DecisionKind.GENRE or self.policy.path_template == DEFAULT_TEMPLATE:
-            return folder, name
-        wanted = render_path(self.policy.path_template, decision.label, read_track_tags(staged), name)
+            inbox = self.policy.inbox
+            if inbox is None or album_root(inbox, source) is None:
+                return folder, source.name
+            return folder / source.parent.relative_to(inbox), source.name
+        wanted = render_path(self.policy.path_template, decision.label, read_track_tags(staged), source.name)
         return self.policy.library / wanted.parent, wanted.name
 
     def _genre_tags(self, decision: Decision) -> GenreTags:
         prediction = decision.prediction
         return GenreTags(
-            genre=prediction.genre,
+            genre=decision.label if decision.kind is DecisionKind.GENRE else prediction.genre,
             confidence=prediction.confidence,
             top=prediction.top,
             model_id=prediction.model_id,
@@ -492,12 +535,13 @@ class Sorter:
         # The worker reads the very file we opened, whatever its name: /proc/<pid>/fd/<n> is a link to it.
         opened = Path(f"/proc/{os.getpid()}/fd/{source.stream.fileno()}")
         try:
-            decision = self.policy.decision(self.analyse(opened))
+            decision = self._decide(*self._hear(source, opened))
         except AudioError as error:
             return SortOutcome(Outcome.QUARANTINED, source.path, self.policy.quarantine, error.reason, sha256=sha256)
         except (AnalysisTimeout, AnalysisCrashed, AnalysisFailed) as error:
             return SortOutcome(Outcome.RETRY, source.path, reason=str(error), sha256=sha256)
         _, folder, outcome = self._destination(decision)
+        folder, _ = self._place_at(decision, folder, opened, source.path)
         return SortOutcome(outcome, source.path, folder, sha256=sha256, decision=decision)
 
     # -- the sorting log --------------------------------------------------------------------------------

@@ -143,6 +143,7 @@ def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
         max_file_bytes=int(settings.max_file_mb * 2**20),
         unknown_files=settings.unknown_files,
         path_template=settings.path_template,
+        inbox=settings.inbox.absolute(),
         model_id=model.model_id,
         instance=instance_of(settings),
     )

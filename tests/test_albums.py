@@ -1,0 +1,91 @@
+"""Albums in a running daemon: the tracks of one inbox subfolder (its disc folders included) are taken only once the
+whole folder is stable, decided together, and keep their folders below the genre folder; the emptied inbox folder is
+removed; tracks that clearly disagree are a compilation, each in its own genre, and the log says so."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from mutagen.id3 import ID3, TALB
+
+from conftest import shared_clip
+from daemon_harness import Daemon, Folders, drop
+
+STABILITY = 1.5
+
+
+def test_an_album_copied_in_slowly_is_taken_whole_decided_together_and_its_folder_kept(tmp_path: Path) -> None:
+    folders = Folders(tmp_path / "music")
+    album = folders.inbox / "Master of Puppets"
+    clips = [shared_clip("metal", 0), shared_clip("metal", 1), shared_clip("metal", 2), shared_clip("classical", 0)]
+    tracks = [album / "CD1" / "01.mp3", album / "CD1" / "02.mp3", album / "CD2" / "01.mp3", album / "CD2" / "02.mp3"]
+    daemon = Daemon(folders, folders.env(confidence_threshold=0.0, stability_seconds=STABILITY))
+    try:
+        daemon.wait_ready()
+        for clip, target in zip(clips, tracks, strict=True):  # a slow copy: each file stable before the next comes
+            drop(clip, target)
+            time.sleep(STABILITY * 0.8)
+        daemon.mark("copied")
+        lines = [daemon.wait_outcome(path) for path in tracks]
+        assert daemon.terminate() == 0
+    finally:
+        daemon.close()
+    said = daemon.stream()
+    copied = next(index for index, item in enumerate(said) if item.kind == "mark" and item.text == "copied")
+    sorted_at = [
+        index for index, item in enumerate(said) if item.kind == "log" and item.record["event"] == "file.sorted"
+    ]
+    assert len(sorted_at) == 4 and min(sorted_at) > copied  # nothing taken while the folder was still being copied
+    (genre,) = {line["album_genre"] for line in lines}
+    assert genre == max(lines[0]["album_votes"], key=lambda vote: vote[1])[0]
+    own = [line["genre"] for line in lines]
+    assert own.count(genre) >= 3 and not any(line["compilation"] for line in lines)
+    for line, target in zip(lines, tracks, strict=True):
+        assert Path(line["destination"]) == folders.library / genre / target.relative_to(folders.inbox)
+    assert not album.exists()  # emptied, and removed
+    assert folders.inbox.is_dir()
+
+
+def test_tracks_that_clearly_disagree_are_a_compilation_each_in_its_own_genre(tmp_path: Path) -> None:
+    folders = Folders(tmp_path / "music")
+    album = folders.inbox / "Mixed Bag"
+    clips = [shared_clip("metal", 3), shared_clip("classical", 1), shared_clip("metal", 4), shared_clip("classical", 2)]
+    daemon = Daemon(folders, folders.env(confidence_threshold=0.0, stability_seconds=STABILITY))
+    try:
+        daemon.wait_ready()
+        tracks = [drop(clip, album / f"{number:02d}.mp3") for number, clip in enumerate(clips, start=1)]
+        (folders.inbox / "Mixed Bag" / "cover.jpg").write_bytes(b"\xff\xd8\xff" + bytes(100))
+        lines = [daemon.wait_outcome(path) for path in tracks]
+        assert daemon.terminate() == 0
+    finally:
+        daemon.close()
+    assert {line["genre"] for line in lines} == {"Metal", "Classical"}, lines
+    for line, track in zip(lines, tracks, strict=True):
+        assert line["compilation"] is True and line["album_genre"] is None
+        assert Path(line["destination"]) == folders.library / line["genre"] / "Mixed Bag" / track.name
+    assert sorted(path.name for path in album.iterdir()) == ["cover.jpg"]  # what is not audio stays, said once
+    assert len(daemon.logs("file.skipped")) == 1
+
+
+def test_a_folder_of_loose_downloads_whose_tags_name_several_albums_is_no_album(tmp_path: Path) -> None:
+    folders = Folders(tmp_path / "music")
+    downloads = folders.inbox / "Downloads"
+    tracks = []
+    for number, (genre, album) in enumerate([("metal", "Ride the Lightning"), ("classical", "Goldberg Variations")]):
+        track = drop(shared_clip(genre, 5), tmp_path / f"{number}.mp3")
+        tags = ID3()
+        tags.add(TALB(encoding=3, text=[album]))
+        tags.save(track)
+        tracks.append(drop(track, downloads / f"{number}.mp3"))
+    daemon = Daemon(folders, folders.env(confidence_threshold=0.0, stability_seconds=STABILITY))
+    try:
+        daemon.wait_ready()
+        lines = [daemon.wait_outcome(path) for path in tracks]
+        assert daemon.terminate() == 0
+    finally:
+        daemon.close()
+    assert {line["genre"] for line in lines} == {"Metal", "Classical"}, lines
+    for line, track in zip(lines, tracks, strict=True):
+        assert "album_genre" not in line  # each decided alone, in its own genre, its folder kept
+        assert Path(line["destination"]) == folders.library / line["genre"] / "Downloads" / track.name
