@@ -5,6 +5,7 @@ removed; tracks that clearly disagree are a compilation, each in its own genre, 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mutagen.id3 import ID3, TALB
@@ -15,22 +16,33 @@ from daemon_harness import Daemon, Folders, drop
 STABILITY = 1.5
 
 
+def run_daemon(folders: Folders, drop_tracks: Callable[[Daemon], list[Path]]) -> tuple[Daemon, list[dict]]:
+    """A real daemon on `folders` (every track sure of its genre); `drop_tracks` drops the tracks once it is ready;
+    each track's outcome line, once all are sorted and the daemon is stopped."""
+    daemon = Daemon(folders, folders.env(confidence_threshold=0.0, stability_seconds=STABILITY))
+    try:
+        daemon.wait_ready()
+        lines = [daemon.wait_outcome(path) for path in drop_tracks(daemon)]
+        assert daemon.terminate() == 0
+    finally:
+        daemon.close()
+    return daemon, lines
+
+
 def test_an_album_copied_in_slowly_is_taken_whole_decided_together_and_its_folder_kept(tmp_path: Path) -> None:
     folders = Folders(tmp_path / "music")
     album = folders.inbox / "Master of Puppets"
     clips = [shared_clip("metal", 0), shared_clip("metal", 1), shared_clip("metal", 2), shared_clip("classical", 0)]
     tracks = [album / "CD1" / "01.mp3", album / "CD1" / "02.mp3", album / "CD2" / "01.mp3", album / "CD2" / "02.mp3"]
-    daemon = Daemon(folders, folders.env(confidence_threshold=0.0, stability_seconds=STABILITY))
-    try:
-        daemon.wait_ready()
-        for clip, target in zip(clips, tracks, strict=True):  # a slow copy: each file stable before the next comes
+
+    def copy_slowly(daemon: Daemon) -> list[Path]:
+        for clip, target in zip(clips, tracks, strict=True):  # each file stable before the next comes
             drop(clip, target)
             time.sleep(STABILITY * 0.8)
         daemon.mark("copied")
-        lines = [daemon.wait_outcome(path) for path in tracks]
-        assert daemon.terminate() == 0
-    finally:
-        daemon.close()
+        return tracks
+
+    daemon, lines = run_daemon(folders, copy_slowly)
     said = daemon.stream()
     copied = next(index for index, item in enumerate(said) if item.kind == "mark" and item.text == "copied")
     sorted_at = [
@@ -51,15 +63,14 @@ def test_tracks_that_clearly_disagree_are_a_compilation_each_in_its_own_genre(tm
     folders = Folders(tmp_path / "music")
     album = folders.inbox / "Mixed Bag"
     clips = [shared_clip("metal", 3), shared_clip("classical", 1), shared_clip("metal", 4), shared_clip("classical", 2)]
-    daemon = Daemon(folders, folders.env(confidence_threshold=0.0, stability_seconds=STABILITY))
-    try:
-        daemon.wait_ready()
-        tracks = [drop(clip, album / f"{number:02d}.mp3") for number, clip in enumerate(clips, start=1)]
-        (folders.inbox / "Mixed Bag" / "cover.jpg").write_bytes(b"\xff\xd8\xff" + bytes(100))
-        lines = [daemon.wait_outcome(path) for path in tracks]
-        assert daemon.terminate() == 0
-    finally:
-        daemon.close()
+    tracks = [album / f"{number:02d}.mp3" for number in range(1, len(clips) + 1)]
+
+    def drop_with_a_cover(daemon: Daemon) -> list[Path]:
+        (album / "cover.jpg").parent.mkdir(parents=True)
+        (album / "cover.jpg").write_bytes(b"\xff\xd8\xff" + bytes(100))
+        return [drop(clip, track) for clip, track in zip(clips, tracks, strict=True)]
+
+    daemon, lines = run_daemon(folders, drop_with_a_cover)
     assert {line["genre"] for line in lines} == {"Metal", "Classical"}, lines
     for line, track in zip(lines, tracks, strict=True):
         assert line["compilation"] is True and line["album_genre"] is None
@@ -77,14 +88,8 @@ def test_a_folder_of_loose_downloads_whose_tags_name_several_albums_is_no_album(
         tags = ID3()
         tags.add(TALB(encoding=3, text=[album]))
         tags.save(track)
-        tracks.append(drop(track, downloads / f"{number}.mp3"))
-    daemon = Daemon(folders, folders.env(confidence_threshold=0.0, stability_seconds=STABILITY))
-    try:
-        daemon.wait_ready()
-        lines = [daemon.wait_outcome(path) for path in tracks]
-        assert daemon.terminate() == 0
-    finally:
-        daemon.close()
+        tracks.append(track)
+    _, lines = run_daemon(folders, lambda daemon: [drop(track, downloads / track.name) for track in tracks])
     assert {line["genre"] for line in lines} == {"Metal", "Classical"}, lines
     for line, track in zip(lines, tracks, strict=True):
         assert "album_genre" not in line  # each decided alone, in its own genre, its folder kept

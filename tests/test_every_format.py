@@ -21,6 +21,12 @@ TAGS = {"title": "Night Train", "artist": "Oscar Peterson", "genre": "Old Genre"
 NOTES = b"Track list\n1. Night Train\n2. C Jam Blues\n" * 40
 
 
+def genresort(folders: Folders, env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess:
+    """`genresort ARGUMENTS... --config <the folders' file>`, run for real."""
+    command = [sys.executable, "-m", "genresort.cli", *arguments, "--config", str(folders.config_file)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real file of each format, tagged as FFmpeg tags them; an MP3 under an M4A's name; a text file; an M4A
@@ -80,13 +86,7 @@ def test_a_running_daemon_sorts_every_format_says_why_of_the_rest_and_leaves_no_
 def test_with_unknown_files_quarantine_a_file_that_is_no_audio_is_set_aside_with_its_reason(tmp_path: Path) -> None:
     folders = Folders(tmp_path / "music")
     (folders.inbox / "notes.txt").write_bytes(NOTES)
-    result = subprocess.run(
-        [sys.executable, "-m", "genresort.cli", "sort", "--config", str(folders.config_file)],
-        env=folders.env(unknown_files="quarantine"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = genresort(folders, folders.env(unknown_files="quarantine"), "sort")
     assert result.returncode == 1, result.stdout + result.stderr  # 1: a file was quarantined
     (line,) = [json.loads(line) for line in result.stdout.splitlines() if '"file.quarantined"' in line]
     assert line["reason"].startswith("not an audio file: its content is none of MP3")
@@ -107,13 +107,7 @@ def test_a_path_template_of_ones_own_places_by_the_tags_safely_and_assign_and_re
     first = write_audio(folders.inbox / "first.m4a", "m4a-aac", 8.0, tags=tags, seed=1)
     second = write_audio(folders.inbox / "second.flac", "flac", 8.0, tags={"title": "CON", "artist": "Q"}, seed=2)
     env = folders.env(confidence_threshold=0.0, path_template=template)
-    result = subprocess.run(
-        [sys.executable, "-m", "genresort.cli", "sort", "--config", str(folders.config_file)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = genresort(folders, env, "sort")
     assert result.returncode == 0, result.stdout + result.stderr
     placed = {
         Path(line["source"]).name: Path(line["destination"])
@@ -128,30 +122,9 @@ def test_a_path_template_of_ones_own_places_by_the_tags_safely_and_assign_and_re
 
     genre = one.parts[0]
     other = "Jazz" if genre != "Jazz" else "Blues"
-    assigned = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "genresort.cli",
-            "assign",
-            str(placed[first.name]),
-            other,
-            "--config",
-            str(folders.config_file),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    assigned = genresort(folders, env, "assign", str(placed[first.name]), other)
     assert assigned.returncode == 0, assigned.stdout + assigned.stderr
     (moved,) = (folders.library / other / "AC_DC" / "Live").iterdir()  # the same layout under the person's genre
     assert moved.name.startswith("03 Night Train_ very") and not placed[first.name].exists()
-    report = subprocess.run(
-        [sys.executable, "-m", "genresort.cli", "report", "--config", str(folders.config_file)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    report = genresort(folders, env, "report")
     assert report.returncode == 0 and "AC_DC" not in report.stdout and other in report.stdout, report.stdout
