@@ -17,10 +17,11 @@ from conftest import require_shared_data
 from genresort.analysis.features.clip import FeatureSet
 from genresort.analysis.model import CARD_JSON, MODEL_FILE, GenreModel
 from genresort.analysis.model_file import ModelError, parse_classifier
-from genresort.training.classifier import export_classifier, fit_classifier, grouped_splits
+from genresort.training.classifier import export_classifier, fit_classifier, fit_learnt, grouped_splits
 from genresort.training.dataset import (
     DataSetError,
     LabelledFile,
+    LearntSet,
     TrainingSet,
     read_genre_folders,
     read_manifest,
@@ -156,6 +157,16 @@ def test_the_trained_model_loads_and_classifies_a_real_clip(trained_model_dir: P
     assert prediction.genre in GENRES
     assert sum(probability for _, probability in prediction.ranking) == pytest.approx(1.0, abs=1e-6)
     assert len(prediction.top) == 3 and prediction.top[0][1] >= prediction.top[1][1]
+
+
+def test_the_trained_model_keeps_what_its_classifier_learnt(trained_model_dir: Path) -> None:
+    """training_set.npz, named and hashed by the card, refits the model file byte for byte (what retrain relies on)."""
+    card = json.loads((trained_model_dir / CARD_JSON).read_text())
+    entry = card["training_set"]
+    learnt = LearntSet.load(trained_model_dir / entry["file"], entry["sha256"])
+    assert entry["clips"] == len(learnt.genres) == card["data"]["scored_clips"] + card["data"]["training_only_clips"]
+    assert set(learnt.genres) == set(GENRES) and entry["real_songs"] == 0 and len(learnt.vectors) == entry["rows"]
+    assert export_classifier(fit_learnt(learnt)).to_json() == (trained_model_dir / MODEL_FILE).read_text()
 
 
 def test_a_model_writable_by_others_is_refused(trained_model_dir: Path, tmp_path: Path) -> None:

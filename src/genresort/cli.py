@@ -221,6 +221,19 @@ def audio_files_below(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+def _retrain(arguments: argparse.Namespace) -> int:
+    from genresort.service.startup import JOURNAL_NAME
+
+    try:
+        from genresort.training.retrain import run_retrain
+    except ImportError as error:  # a daemon-only install: no scikit-learn
+        raise ConfigError(
+            f"retrain needs the train extra ({error.name} is missing): pip install 'genresort[train]'"
+        ) from None
+    settings = load_settings(arguments.config)
+    return run_retrain(settings, settings.state_dir / JOURNAL_NAME, arguments.dry_run)
+
+
 def _data_source(arguments: argparse.Namespace):
     from genresort.training.dataset import read_genre_folders, read_manifest
 
@@ -365,6 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(train)
     train.add_argument("--output", type=Path, default=DEFAULT_MODEL_DIR, help="model folder to write")
     train.set_defaults(handler=_train)
+
+    retrain = commands.add_parser(
+        "retrain",
+        help="learn the genres a person gave files (assign, the review page, moves between genre folders); install "
+        "the new model only if it is not worse",
+    )
+    retrain.add_argument(
+        "--dry-run", action="store_true", help="measure before and after, say whether it would install; write nothing"
+    )
+    retrain.add_argument("--config", type=Path, help="configuration file (default: config/genresort.toml)")
+    retrain.set_defaults(handler=_retrain)
 
     evaluate = commands.add_parser(
         "evaluate", help="every figure of a model card (GTZAN, real songs, non-music) for a model not installed"

@@ -59,13 +59,24 @@ def load_detector(model_dir: Path, card: dict) -> LinearClassifier | None:
 
 def load_check(model_dir: Path, card: dict, classifier: LinearClassifier) -> PlacementCheck | None:
     """The placement check the card names, verified like the classifier and checked against it; None when the card
-    names none (a model of a person's own genres, which real recordings cannot calibrate)."""
+    names none (a model of a person's own genres, which real recordings cannot calibrate). The card's `genres` are
+    those the check was calibrated on, when they are not all the model's (a model retrained with a person's own
+    genres: see PlacementCheck)."""
     entry = card.get("placement_check")
     if entry is None:
         return None
     path = model_dir / entry["file"]
     check = load_classifier(path, entry["sha256"])
-    genres, features = len(classifier.classes), len(classifier.scaler_mean)
+    features = len(classifier.scaler_mean)
+    known = entry.get("genres", list(classifier.classes))
+    if (
+        not isinstance(known, list)
+        or not all(isinstance(genre, str) for genre in known)
+        or len(set(known)) != len(known)
+        or not set(known) <= set(classifier.classes)
+    ):
+        raise ModelError(f"refusing to load {path}: the genres it knows {known} are not genres of the model")
+    genres = len(known)
     try:
         columns = numbers(entry, "tag_columns", (None,))
         support = numbers(entry, "tag_support", (genres, len(columns)))
@@ -78,7 +89,10 @@ def load_check(model_dir: Path, card: dict, classifier: LinearClassifier) -> Pla
         raise ModelError(f"refusing to load {path}: its tag columns are not entries of the embedding vector")
     if not 0.0 <= threshold <= 1.0:
         raise ModelError(f"refusing to load {path}: its threshold {threshold} is not a probability")
-    return PlacementCheck(check, threshold, TagAgreement(columns.astype(int), support))
+    genre_columns = None
+    if known != list(classifier.classes):
+        genre_columns = np.array([classifier.classes.index(genre) for genre in known])
+    return PlacementCheck(check, threshold, TagAgreement(columns.astype(int), support), genre_columns)
 
 
 def load_familiarity(model_dir: Path, card: dict, classifier: LinearClassifier) -> Familiarity | None:
@@ -170,7 +184,7 @@ class GenreModel:
         probabilities = self.classifier.predict_proba(vectors)
         music = None if self.detector is None else float(self.detector.predict_proba(vectors)[0, 1])
         placement = novelty = None
-        if self.check is not None:
+        if self.check is not None and self.check.judges(int(probabilities[0].argmax())):
             placement = float(self.check.probability(self.check.evidence(probabilities, vectors))[0])
         if self.familiarity is not None:
             novelty = float(self.familiarity.distance(vectors)[0] / self.familiarity.threshold)

@@ -35,17 +35,22 @@ class TagAgreement:
         return (mass * self.support[genre_index]).sum(axis=1) / np.maximum(mass.sum(axis=1), 1e-12)
 
 
-def evidence(probabilities: np.ndarray, vectors: np.ndarray, agreement: TagAgreement) -> np.ndarray:
-    """(files, genres) probabilities and (files, features) embedding vectors -> (files, len(EVIDENCE) + genres): the
-    top genre's probability, its lead over the second, the tagger's agreement with it, and which genre it is."""
+def evidence(
+    probabilities: np.ndarray, vectors: np.ndarray, agreement: TagAgreement, genre_columns: np.ndarray | None = None
+) -> np.ndarray:
+    """(files, genres) probabilities and (files, features) embedding vectors -> (files, len(EVIDENCE) + genres the
+    check knows): the top genre's probability, its lead over the second, the tagger's agreement with it, and which
+    genre it is. `genre_columns` are the columns of the genres the check knows, in its order (None: all); the rows of
+    files whose top genre is none of them mean nothing."""
+    columns = np.arange(probabilities.shape[1]) if genre_columns is None else genre_columns
     ranked = np.sort(probabilities, axis=1)
-    top = probabilities.argmax(axis=1)
+    top = probabilities[:, columns].argmax(axis=1)
     return np.column_stack(
         [
             ranked[:, -1],
             ranked[:, -1] - ranked[:, -2],
             agreement.of(vectors, top),
-            np.eye(probabilities.shape[1])[top],
+            np.eye(len(columns))[top],
         ]
     )
 
@@ -53,11 +58,17 @@ def evidence(probabilities: np.ndarray, vectors: np.ndarray, agreement: TagAgree
 @dataclass(frozen=True)
 class PlacementCheck:
     """P(the top genre is right) from a file's evidence rows: a two-class LinearClassifier (scaling, one weight
-    vector, a logistic). The top genre is placed when it reaches `threshold`; otherwise the file is unsure."""
+    vector, a logistic). The top genre is placed when it reaches `threshold`; otherwise the file is unsure.
+
+    A model retrained with a person's own genres has genres the check was never calibrated on (no real song tells
+    how often a "Synthwave" on top is right): `genre_columns` names the classifier's columns of the genres it knows,
+    and a file whose top genre is another is not judged by it (GenreModel leaves its placement probability out, and
+    the confidence threshold decides)."""
 
     classifier: LinearClassifier
     threshold: float
     agreement: TagAgreement
+    genre_columns: np.ndarray | None = None  # the classifier's columns of the genres the check knows; None: all
 
     def probability(self, evidence_rows: np.ndarray) -> np.ndarray:
         return self.classifier.predict_proba(evidence_rows)[:, 1]
@@ -66,4 +77,8 @@ class PlacementCheck:
         return self.probability(evidence_rows) >= self.threshold
 
     def evidence(self, probabilities: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        return evidence(probabilities, vectors, self.agreement)
+        return evidence(probabilities, vectors, self.agreement, self.genre_columns)
+
+    def judges(self, genre_column: int) -> bool:
+        """Whether the check knows the genre of this column of the classifier."""
+        return self.genre_columns is None or genre_column in self.genre_columns

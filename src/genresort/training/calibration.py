@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 from genresort.analysis.features.clip import ClipFeatures, FeatureSet, feature_vector
 from genresort.analysis.placement_check import PlacementCheck, evidence
 from genresort.training.classifier import fit_classifier
-from genresort.training.dataset import LabelledFile, TrainingSet, training_set
+from genresort.training.dataset import LabelledFile, LearntSet, TrainingSet, training_set
 from genresort.training.evaluation import CrossValidation, cross_validate
 from genresort.training.openworld import features_of, read_realworld
 from genresort.training.realworld import (
@@ -44,6 +44,7 @@ class RealSongs:
     clips: list[ClipFeatures]
     vectors: np.ndarray  # (songs, features) whole-clip embedding vectors
     rows: TrainingSet  # the songs' classifier rows: whole clips and windows, as GTZAN's
+    paths: tuple[Path, ...] = ()  # the songs' files (a study that only measures may leave them out)
 
 
 def read_real_songs(manifest: Path, cache: Path, network_names: Sequence[str]) -> RealSongs:
@@ -55,7 +56,18 @@ def read_real_songs(manifest: Path, cache: Path, network_names: Sequence[str]) -
         clips=clips,
         vectors=np.stack([feature_vector(clip, FeatureSet.EMBEDDING, names) for clip in clips]),
         rows=training_set(clips, FeatureSet.EMBEDDING, names),
+        paths=tuple(song.path for song in songs),
     )
+
+
+def learnt_songs(songs: RealSongs, labels: Sequence[str]) -> LearntSet:
+    """The rows of the real songs a genre model learns, each under its pseudo-label ("" songs teach nothing), in the
+    order realworld.with_songs adds them."""
+    files = [
+        LabelledFile(path=path, genre=label, group=group, scored=False)
+        for path, label, group in zip(songs.paths, labels, songs.groups, strict=True)
+    ]
+    return LearntSet.of(files, songs.rows, real_songs=True).select(np.asarray(labels) != "")
 
 
 def gtzan_rows(files: list[LabelledFile], rows: TrainingSet) -> Rows:
@@ -102,7 +114,7 @@ class HeldOutSongs:
 
 @dataclass(frozen=True)
 class Calibrated:
-    classifier: Pipeline  # learnt GTZAN and every real song that has a pseudo-label
+    labels: list[str]  # each real song's pseudo-label, the genre the classifier learns it as ("": none)
     check: PlacementCheck  # fitted on every real song
     genres: list[str]  # the classifier's (and the check's one-hot) genre order
     held_out: HeldOut  # the recipe's decisions on held-out artists, per repeat
@@ -120,7 +132,8 @@ def calibrate(
     repeats: int,
 ) -> Calibrated:
     """Measure the recipe (5 artist folds x `repeats` on the real songs; GTZAN's grouped cross-validation), then
-    fit it on everything."""
+    fit the check on everything; the classifier `train` fits learns GTZAN and each song under its pseudo-label
+    (learnt_songs)."""
     gtzan = gtzan_rows(files, rows)
     first_model = fit_classifier(gtzan.vectors, gtzan.genres, gtzan.groups, gtzan.weights)
     genres = [str(genre) for genre in first_model.classes_]
@@ -161,4 +174,4 @@ def calibrate(
         return SongLearner(Rows(vectors, genre_labels, groups, weights), songs, labels).model(everything, seed)
 
     gtzan_cv = cross_validate(files, rows, repeats=repeats, fit=fit_with_songs)
-    return Calibrated(learner.model(everything), check_on(everything), genres, held_out, judged, gtzan_cv)
+    return Calibrated(labels, check_on(everything), genres, held_out, judged, gtzan_cv)

@@ -13,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from genresort.analysis.model_file import LinearClassifier
+from genresort.training.dataset import LearntSet
 
 
 def make_classifier(calibration_splits: list[tuple[np.ndarray, np.ndarray]], regularisation: float = 0.02) -> Pipeline:
@@ -41,14 +42,33 @@ def grouped_splits(
     return list(splitter.split(np.zeros(len(genres)), genres, groups))
 
 
+def calibration_groups(genres: np.ndarray, groups: np.ndarray, folds: int) -> np.ndarray:
+    """What the calibration's folds keep apart: the artists, except within a genre of fewer artists than folds (a
+    genre a person taught with a few files of one artist), whose rows are spread one by one. Every fold must learn
+    every genre: a genre missing from one gets no logit there, and the temperature's loss is infinite. A few rows of
+    one artist on both sides of a calibration fold only make the temperature a little sure of that genre."""
+    genres, groups = np.asarray(genres), np.asarray(groups)
+    few = [genre for genre in np.unique(genres) if len(np.unique(groups[genres == genre])) < folds]
+    if not few:
+        return groups
+    spread = np.isin(genres, few)
+    return np.where(spread, [f"row-{index}" for index in range(len(groups))], groups)
+
+
 def fit_classifier(
     vectors: np.ndarray, genres: np.ndarray, groups: np.ndarray, weights: np.ndarray, seed: int = 0
 ) -> Pipeline:
     """Fit single-threaded: the matrices are small, and on a busy two-core machine BLAS threads made a fit
     fifty times slower than one thread."""
-    classifier = make_classifier(grouped_splits(genres, groups, folds=3, seed=seed))
+    folds = 3
+    classifier = make_classifier(grouped_splits(genres, calibration_groups(genres, groups, folds), folds, seed))
     with threadpool_limits(limits=1):
         return classifier.fit(vectors, genres, classify__sample_weight=weights)
+
+
+def fit_learnt(learnt: LearntSet, seed: int = 0) -> Pipeline:
+    """The classifier of every row of `learnt`, each clip's rows under its genre and artist."""
+    return fit_classifier(learnt.vectors, learnt.row_genres, learnt.row_groups, learnt.weights, seed)
 
 
 def export_classifier(pipeline: Pipeline) -> LinearClassifier:

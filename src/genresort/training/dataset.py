@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from genresort.analysis.features.clip import (
 )
 from genresort.analysis.features.embedding import MusicnnNetwork
 from genresort.analysis.features.spectrogram import SAMPLE_RATE
+from genresort.analysis.model_file import ModelError, verified_bytes
 from genresort.config import ConfigError
 from genresort.digest import sha256_file
 from genresort.progress import progress
@@ -184,3 +186,103 @@ def training_set(
         clip_of_row += [index] * len(extra)
         weights += [WINDOW_WEIGHT] * len(extra)
     return TrainingSet(np.stack(rows), np.array(clip_of_row), np.array(weights), np.array(own_row))
+
+
+#: In a model folder: what its classifier was fitted on (LearntSet), for `genresort retrain`.
+TRAINING_SET_FILE = "training_set.npz"
+
+
+@dataclass(frozen=True)
+class LearntSet:
+    """Every row a model's classifier was fitted on, in the order it was fitted on them, with each clip's label,
+    artist and content hash: what `genresort retrain` needs to refit the classifier exactly as `train` did (with a
+    person's examples added) on a machine without the shared data. Kept beside the model as plain arrays
+    (TRAINING_SET_FILE), loaded without pickle."""
+
+    vectors: np.ndarray  # (rows, features) float32
+    clip_of_row: np.ndarray  # (rows,) the clip each row comes from
+    weights: np.ndarray  # (rows,) WINDOW_WEIGHT for a window of a clip, 1 for the clip whole
+    own_row: np.ndarray  # (clips,) the row of each clip whole
+    genres: np.ndarray  # (clips,) the genre each clip was learnt as (a real song's pseudo-label)
+    groups: np.ndarray  # (clips,) artist groups
+    scored: np.ndarray  # (clips,) bool: scored in cross-validation (a training file whole, not a fragment)
+    real_song: np.ndarray  # (clips,) bool: a real song of the real-world set rather than a training file
+    sha256: np.ndarray  # (clips,) the content hash of each clip's file
+
+    @classmethod
+    def of(
+        cls, files: list[LabelledFile], rows: TrainingSet, real_songs: bool = False, hashes: list[str] | None = None
+    ) -> LearntSet:
+        """The rows of `files` (their features in `rows`), each clip learnt as its file's genre; `hashes` are their
+        contents' sha256 (default: the files' as they are now)."""
+        count = len(files)
+        if hashes is None:
+            hashes = [sha256_file(file.path) for file in files]
+        return cls(
+            vectors=rows.vectors.astype(np.float32),
+            clip_of_row=rows.clip_of_row,
+            weights=rows.weights,
+            own_row=rows.own_row,
+            genres=np.array([file.genre for file in files], dtype=str),
+            groups=np.array([file.group for file in files], dtype=str),
+            scored=np.array([file.scored and not real_songs for file in files], dtype=bool),
+            real_song=np.full(count, real_songs),
+            sha256=np.array(hashes, dtype=str),
+        )
+
+    @property
+    def row_genres(self) -> np.ndarray:
+        return self.genres[self.clip_of_row]
+
+    @property
+    def row_groups(self) -> np.ndarray:
+        return self.groups[self.clip_of_row]
+
+    def select(self, clips: np.ndarray) -> LearntSet:
+        """The clips where `clips` (a (clips,) mask) is true, with all their rows, in their order."""
+        clips = np.asarray(clips, dtype=bool)
+        kept_rows = clips[self.clip_of_row]
+        new_index = np.cumsum(clips) - 1
+        row_index = np.cumsum(kept_rows) - 1
+        return LearntSet(
+            vectors=self.vectors[kept_rows],
+            clip_of_row=new_index[self.clip_of_row[kept_rows]],
+            weights=self.weights[kept_rows],
+            own_row=row_index[self.own_row[clips]],
+            **{name: getattr(self, name)[clips] for name in CLIP_LABELS},
+        )
+
+    def joined(self, other: LearntSet) -> LearntSet:
+        """This set's rows, then `other`'s."""
+        return LearntSet(
+            vectors=np.concatenate([self.vectors, other.vectors]),
+            clip_of_row=np.concatenate([self.clip_of_row, other.clip_of_row + len(self.genres)]),
+            weights=np.concatenate([self.weights, other.weights]),
+            own_row=np.concatenate([self.own_row, other.own_row + len(self.vectors)]),
+            **{name: np.concatenate([getattr(self, name), getattr(other, name)]) for name in CLIP_LABELS},
+        )
+
+    def save(self, path: Path) -> None:
+        """Plain arrays, deflated (float32 embeddings shrink by a third)."""
+        np.savez_compressed(path, **{field.name: getattr(self, field.name) for field in fields(self)})
+
+    @classmethod
+    def load(cls, path: Path, expected_sha256: str) -> LearntSet:
+        """The set a model card names, verified like the model's files; never unpickled."""
+        content = verified_bytes(path, expected_sha256)
+        try:
+            with np.load(io.BytesIO(content), allow_pickle=False) as stored:
+                learnt = cls(**{field.name: stored[field.name] for field in fields(cls)})
+        except (OSError, KeyError, ValueError, TypeError) as error:
+            raise ModelError(f"cannot read the training set {path}: {error}") from error
+        clips, rows = len(learnt.genres), len(learnt.vectors)
+        if any(len(getattr(learnt, name)) != rows for name in PER_ROW) or any(
+            len(getattr(learnt, name)) != clips for name in ("own_row", *CLIP_LABELS)
+        ):
+            raise ModelError(f"cannot read the training set {path}: its arrays disagree in length")
+        return learnt
+
+
+PER_ROW = ("vectors", "clip_of_row", "weights")
+#: What is said of each clip, besides where its own row is.
+CLIP_LABELS = ("genres", "groups", "scored", "real_song", "sha256")

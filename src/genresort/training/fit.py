@@ -22,13 +22,14 @@ from genresort.analysis.model import CARD_JSON, CARD_MARKDOWN, MODEL_FILE, NETWO
 from genresort.analysis.placement_check import EVIDENCE
 from genresort.digest import sha256_file
 from genresort.paths import DEFAULT_MODEL_DIR
-from genresort.training.calibration import Calibrated, calibrate, read_real_songs
-from genresort.training.classifier import export_classifier, fit_classifier
+from genresort.training.calibration import Calibrated, calibrate, learnt_songs, read_real_songs
+from genresort.training.classifier import export_classifier, fit_learnt
 from genresort.training.dataset import (
+    TRAINING_SET_FILE,
     DataSetError,
     FeatureCache,
     LabelledFile,
-    TrainingSet,
+    LearntSet,
     extract_features,
     training_set,
 )
@@ -130,16 +131,14 @@ def train(
     comparison = compare_feature_sets(kept, clips, repeats)
     figures = comparison[SHIPPED_FEATURE_SET.value]
     rows = training_set(clips, SHIPPED_FEATURE_SET, list(NETWORK_NAMES))
+    learnt = LearntSet.of(kept, rows)
     calibrated = None
-    if realworld is None:
-        genres = np.array([file.genre for file in kept])[rows.clip_of_row]
-        groups = np.array([file.group for file in kept])[rows.clip_of_row]
-        classifier = export_classifier(fit_classifier(rows.vectors, genres, groups, rows.weights))
-    else:
+    if realworld is not None:
         songs = read_real_songs(realworld / "MANIFEST.tsv", cache_dir, NETWORK_NAMES)
         calibrated = calibrate(kept, rows, songs, TAGS_FILE, NETWORK_NAMES, TARGET_PRECISION, repeats)
-        classifier = export_classifier(calibrated.classifier)
+        learnt = learnt.joined(learnt_songs(songs, calibrated.labels))
         figures = scores(calibrated.gtzan, TARGET_PRECISION)
+    classifier = export_classifier(fit_learnt(learnt))
 
     output_dir.mkdir(parents=True, exist_ok=True)
     for source in network_files(DEFAULT_MODEL_DIR):
@@ -153,6 +152,7 @@ def train(
     model_path.write_text(classifier.to_json())
     plot_confusion(figures, "artist-grouped cross-validation", output_dir / "confusion.png")
     card = model_card(kept, figures, model_path, output_dir, data_description, repeats)
+    card["training_set"] = write_learnt(learnt, output_dir)
     card["comparison"] = {name: {key: results[key] for key in HEADLINE_FIGURES} for name, results in comparison.items()}
     if detector is not None:
         entry, content = detector
@@ -160,7 +160,7 @@ def train(
         card["music_detector"] = entry
     if calibrated is None:
         familiarity_path = output_dir / FAMILIARITY_FILE
-        familiarity_path.write_text(familiarity_of(kept, rows).to_json())
+        familiarity_path.write_text(familiarity_of(learnt).to_json())
         card["familiarity"] = {"file": familiarity_path.name, "sha256": sha256_file(familiarity_path)}
     else:
         check_path = output_dir / CHECK_FILE
@@ -175,16 +175,29 @@ def train(
     return card
 
 
-def familiarity_of(files: list[LabelledFile], rows: TrainingSet) -> Familiarity:
+def write_learnt(learnt: LearntSet, output_dir: Path) -> dict:
+    """Write what the classifier learnt (TRAINING_SET_FILE) beside it; its model card entry."""
+    path = output_dir / TRAINING_SET_FILE
+    learnt.save(path)
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "rows": len(learnt.vectors),
+        "clips": int((~learnt.real_song).sum()),
+        "real_songs": int(learnt.real_song.sum()),
+    }
+
+
+def familiarity_of(learnt: LearntSet) -> Familiarity:
     """How far a sound lies from the clips of a model without a placement check (a person's own genres): a song of
     none of its genres is unsure, not the nearest genre at 1.0. At most as many neighbours as the smallest genre has
     clips, so that a file's nearest clips stay within one genre."""
-    scored = np.flatnonzero([file.scored for file in files])
-    smallest = min(Counter(files[index].genre for index in scored).values())
+    scored = np.flatnonzero(learnt.scored)
+    smallest = min(Counter(learnt.genres[scored]).values())
     try:
         return fit_familiarity(
-            rows.vectors[rows.own_row[scored]],
-            [files[index].group for index in scored],
+            learnt.vectors[learnt.own_row[scored]],
+            list(learnt.groups[scored]),
             neighbours=min(FAMILIARITY_NEIGHBOURS, smallest),
         )
     except ValueError as error:
@@ -337,6 +350,7 @@ def model_card_markdown(card: dict, figures: dict, comparison_table: str) -> str
         f"- Model file: `{card['model_file']['name']}`, sha256 `{card['model_file']['sha256']}`: plain numbers in "
         "JSON (genres, scaler mean and scale, logistic weights and intercepts, the calibration's inverse "
         "temperature), read without scikit-learn; loading it cannot run code.",
+        *training_set_markdown(card["training_set"]),
         "",
         "## Protocol",
         card["protocol"] + ".",
@@ -367,6 +381,15 @@ def model_card_markdown(card: dict, figures: dict, comparison_table: str) -> str
         "",
     ]
     return "\n".join(lines)
+
+
+def training_set_markdown(entry: dict) -> list[str]:
+    return [
+        f"- Training set: `{entry['file']}`, sha256 `{entry['sha256']}`: the {entry['rows']} rows the classifier "
+        f"was fitted on ({entry['clips']} training clips and {entry['real_songs']} real songs, whole and in windows), "
+        "as float32 arrays with their labels, artists and content hashes; `genresort retrain` refits the classifier "
+        "on them and a person's examples.",
+    ]
 
 
 def placement_check_markdown(entry: dict | None) -> list[str]:
