@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from genresort.library.journal import Journal, JournalDamaged, JournalError, Step, move_aside
+from genresort.library.journal import (
+    ExampleOrigin,
+    Journal,
+    JournalDamaged,
+    JournalError,
+    Step,
+    move_aside,
+)
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -241,6 +248,55 @@ def test_a_journal_of_the_first_version_is_opened_and_gains_the_arrivals_table(t
     with sqlite3.connect(database) as connection:
         assert connection.execute("SELECT version FROM schema_version").fetchone() == (2,)
         assert connection.execute("SELECT count(*) FROM arrivals").fetchone() == (0,)
+
+
+def test_a_journal_from_before_examples_is_opened_and_gains_the_examples_table(tmp_path: Path) -> None:
+    """A journal of this version written before examples were kept opens with its records and an empty examples
+    table, without a new version number: an older genresort, which never reads the table, still opens it."""
+    database = tmp_path / "journal.sqlite3"
+    with Journal(database) as journal:
+        record = journal.claim(Path("/inbox/old.mp3"), SHA_A, 3, 4)
+    with sqlite3.connect(database) as connection:
+        connection.execute("DROP TABLE examples")
+
+    with Journal(database) as journal:
+        assert journal.get(record.id).source == Path("/inbox/old.mp3") and journal.examples() == []
+        journal.keep_example(SHA_A, Path("/library/Jazz/old.mp3"), "Jazz", ExampleOrigin.ASSIGN)
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT version FROM schema_version").fetchone() == (2,)
+
+
+def test_examples_are_kept_in_order_with_their_path_genre_and_origin(journal: Journal) -> None:
+    odd_name = Path(os.fsdecode(b"/library/Synthwave/caf\xe9 \xff.mp3"))
+    first = journal.keep_example(SHA_A, odd_name, "Synthwave", ExampleOrigin.REVIEW_PAGE)
+    second = journal.keep_example(SHA_B, Path("/library/Jazz/b.mp3"), "Jazz", "moved")
+
+    assert journal.examples() == [first, second]
+    assert (first.sha256, first.path, first.genre, first.origin) == (SHA_A, odd_name, "Synthwave", "review-page")
+    assert second.origin is ExampleOrigin.MOVED and first.noted_at <= second.noted_at
+
+
+def test_a_later_example_of_the_same_content_replaces_the_earlier(tmp_path: Path) -> None:
+    """The person changed their mind: the last genre given to a content is the one learnt, and it survives a
+    reopening."""
+    database = tmp_path / "journal.sqlite3"
+    with Journal(database) as journal:
+        journal.keep_example(SHA_A, Path("/library/Rock/a.mp3"), "Rock", ExampleOrigin.ASSIGN)
+        journal.keep_example(SHA_B, Path("/library/Jazz/b.mp3"), "Jazz", ExampleOrigin.ASSIGN)
+        journal.keep_example(SHA_A, Path("/library/Metal/a.mp3"), "Metal", ExampleOrigin.MOVED)
+
+    with Journal(database) as journal:
+        examples = journal.examples()
+    assert [(example.sha256, example.genre, example.path.name) for example in examples] == [
+        (SHA_B, "Jazz", "b.mp3"),
+        (SHA_A, "Metal", "a.mp3"),
+    ]
+
+
+def test_an_example_of_an_unknown_origin_is_refused(journal: Journal) -> None:
+    with pytest.raises(ValueError, match="'guess'"):
+        journal.keep_example(SHA_A, Path("/library/Rock/a.mp3"), "Rock", "guess")
+    assert journal.examples() == []
 
 
 def test_an_advance_survives_sigkill_right_after_it_returns(tmp_path: Path) -> None:

@@ -21,7 +21,9 @@ from types import TracebackType
 from genresort.library.arrival import Arrival, Written
 
 SCHEMA_VERSION = 2
-#: Journals this genresort opens: version 1 lacks only the arrivals table, which opening creates.
+#: Journals this genresort opens: version 1 lacks only the arrivals table, which opening creates. The examples table
+#: came later without a new version: opening creates it too, and an older genresort reads such a journal unharmed
+#: (it never looks at the table).
 READABLE_VERSIONS = frozenset({1, SCHEMA_VERSION})
 
 _SCHEMA = """
@@ -56,6 +58,14 @@ CREATE TABLE IF NOT EXISTS arrivals (
     written_size INTEGER NOT NULL,
     written_mtime_ns INTEGER NOT NULL,
     written_tags_sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS examples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256 TEXT NOT NULL UNIQUE,
+    path BLOB NOT NULL,
+    genre TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    noted_at REAL NOT NULL
 );
 """
 
@@ -140,6 +150,17 @@ def _record_from_row(row: sqlite3.Row) -> FileRecord:
     )
 
 
+def _example_from_row(row: sqlite3.Row) -> Example:
+    return Example(
+        id=row["id"],
+        sha256=row["sha256"],
+        path=Path(os.fsdecode(row["path"])),
+        genre=row["genre"],
+        origin=ExampleOrigin(row["origin"]),
+        noted_at=row["noted_at"],
+    )
+
+
 _FINAL_STEPS_SQL = ", ".join(f"'{step.value}'" for step in sorted(FINAL_STEPS))
 
 
@@ -150,6 +171,27 @@ class HistoryEntry:
 
     record: FileRecord
     assigned_from: Path | None
+
+
+class ExampleOrigin(StrEnum):
+    """How a person told genresort a file's genre."""
+
+    ASSIGN = "assign"  # `genresort assign`
+    REVIEW_PAGE = "review-page"  # a genre button of the review page
+    MOVED = "moved"  # the person moved the file from one genre folder to another, and the daemon noticed
+
+
+@dataclass(frozen=True)
+class Example:
+    """A file a person gave a genre: a labelled example `genresort retrain` learns from. `sha256` is the content the
+    decision was about (as it arrived), `path` where the file was then."""
+
+    id: int
+    sha256: str
+    path: Path
+    genre: str
+    origin: ExampleOrigin
+    noted_at: float
 
 
 class JournalError(RuntimeError):
@@ -379,6 +421,22 @@ class Journal:
                 " WHERE record_id = ?",
                 (written.size, written.mtime_ns, written.tags_sha256, record_id),
             )
+
+    def keep_example(self, sha256: str, path: Path, genre: str, origin: ExampleOrigin | str) -> Example:
+        """Keep a person's decision on a file's genre as a labelled example; it replaces an earlier example of the same
+        content (the person changed their mind). ValueError for an origin that is not an ExampleOrigin."""
+        origin = ExampleOrigin(origin)
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                "INSERT OR REPLACE INTO examples (sha256, path, genre, origin, noted_at) VALUES (?, ?, ?, ?, ?)",
+                (sha256, os.fsencode(path), genre, origin.value, time.time()),
+            )
+            row = connection.execute("SELECT * FROM examples WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        return _example_from_row(row)
+
+    def examples(self) -> list[Example]:
+        """Every labelled example, in the order they were (last) given."""
+        return [_example_from_row(row) for row in self._select("SELECT * FROM examples ORDER BY id", ())]
 
     def placed_records(self, since: float | None = None, last: int | None = None) -> list[FileRecord]:
         """Files genresort placed (in a genre folder, unsure or not-music) and has not given back, newest first."""
