@@ -130,10 +130,11 @@ def _classify(arguments: argparse.Namespace) -> int:
     from genresort.analysis.decision import DecisionKind, decide, decision_fields, unsure_reason
     from genresort.analysis.model import GenreModel
     from genresort.analysis.naming import named, named_explanation
+    from genresort.library.model_store import effective_model_dir
     from genresort.progress import ProgressBar
 
     settings = load_settings(arguments.config)
-    model = GenreModel.load(arguments.model or settings.model_dir)
+    model = GenreModel.load(arguments.model or effective_model_dir(settings))
     check_genre_names(settings.genre_names, model.genres)
     threadpool_limits(limits=1)  # a second BLAS thread spins after each small product: 25% more CPU, no gain
     thresholds = model.thresholds

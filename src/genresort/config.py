@@ -316,7 +316,8 @@ def read_config_file(path: Path) -> dict:
         raise ConfigError(f"bad configuration file {path}: {'; '.join(problems)}")
     for key in PATH_KEYS:
         if isinstance(values.get(key), str):
-            values[key] = (path.parent / Path(values[key]).expanduser()).resolve()
+            # absolute, but links not followed: a model_dir that is a link a person swaps must stay the link
+            values[key] = Path(os.path.abspath(path.parent / Path(values[key]).expanduser()))
     return values
 
 

@@ -365,6 +365,16 @@ class Journal:
             )
             return self._get(connection, record_id)
 
+    def relocate(self, record_id: int, destination: Path) -> FileRecord:
+        """A placed file's record follows the file to where a person moved it by hand, in one transaction: its step,
+        outcome and time of last change stay (sorting did nothing); ValueError for a record not finished."""
+        with self._transaction() as connection:
+            current = self._get(connection, record_id)
+            if current.step is not Step.DONE:
+                raise ValueError(f"journal record {record_id}: only a placed file is followed (it is {current.step})")
+            connection.execute("UPDATE files SET destination = ? WHERE id = ?", (_encode_path(destination), record_id))
+            return self._get(connection, record_id)
+
     def record_failure(self, record_id: int, error: str, *, count_attempt: bool = True) -> FileRecord:
         """Keep the reason a file failed or is set aside; an analysis that timed out or crashed is counted, so the
         pipeline can give up on it (a transient error, such as a full disk, is not the file's fault: not counted)."""

@@ -24,7 +24,7 @@ from structlog.typing import FilteringBoundLogger
 from genresort.analysis.decision import NOT_MUSIC, UNSURE
 from genresort.config import Settings, bad_name
 from genresort.library.arrival import CannotRebuild, read_written, rebuild
-from genresort.library.journal import FileRecord, Journal, Step
+from genresort.library.journal import ExampleOrigin, FileRecord, Journal, Step
 from genresort.library.layout import DEFAULT_TEMPLATE, genre_folder, read_track_tags, render_path
 from genresort.library.lock import MovesBusy, MovesLock
 from genresort.library.placement import (
@@ -35,7 +35,7 @@ from genresort.library.placement import (
     staging_folder,
     staging_name,
 )
-from genresort.library.tags import ExistingGenrePolicy, GenreTags, TagError, write_genre_tags
+from genresort.library.tags import ExistingGenrePolicy, GenreTags, TagError, read_fields, write_genre_tags
 from genresort.logs import path_text
 from genresort.service.pipeline import linked_copy
 from genresort.service.startup import instance_of, open_journal_unlocked
@@ -92,10 +92,17 @@ def begin(journal: Journal, record: FileRecord, root: Path, instance: str, folde
     return journal.begin_move(record.id, staging_name(staging, suffix), folder, outcome)
 
 
-def place_moved(journal: Journal, record: FileRecord, folder: Path, name: str, outcome: str) -> MoveOutcome:
+def place_moved(
+    journal: Journal,
+    record: FileRecord,
+    folder: Path,
+    name: str,
+    outcome: str,
+    origin: ExampleOrigin = ExampleOrigin.ASSIGN,
+) -> MoveOutcome:
     """Link the staged copy into `folder`, then remove the placed file."""
     final = place_file(record.staged_path, folder, name, keep_duplicates=True)
-    return MoveOutcome(finish_move(journal, record, final, outcome), final)
+    return MoveOutcome(finish_move(journal, record, final, outcome, origin), final)
 
 
 def undo(journal: Journal, record: FileRecord, folder: Path, instance: str, dry_run: bool = False) -> MoveOutcome:
@@ -127,10 +134,12 @@ def assign(
     library: Path,
     instance: str,
     path_template: str = DEFAULT_TEMPLATE,
+    origin: ExampleOrigin = ExampleOrigin.ASSIGN,
 ) -> MoveOutcome:
     """A person's genre for a placed file (unsure, not music, or a correction): tagged as a sort would tag it, with
     GENRESORT_DECISION=person and the label it had in GENRESORT_PREVIOUS_GENRE, placed in <library>/<genre>/ (where
-    path_template puts it)."""
+    path_template puts it), and kept as a labelled example (`origin`: the command, or the review page) once it is
+    there."""
     refused = refusal(journal, record)
     if refused is not None:
         return MoveOutcome(record, None, refused)
@@ -147,7 +156,7 @@ def assign(
     except TagError as error:
         settle_move(journal, record)
         return MoveOutcome(record, None, f"it cannot be tagged: {error}")
-    return place_moved(journal, record, folder, name, ASSIGNED)
+    return place_moved(journal, record, folder, name, ASSIGNED, origin)
 
 
 def assigned_place(record: FileRecord, genre: str, library: Path, path_template: str) -> tuple[Path, str]:
@@ -174,8 +183,17 @@ def act_safely(journal: Journal, record: FileRecord, act: Callable[[Journal, Fil
         return MoveOutcome(record, None, f"it could not be moved: {error}")
 
 
-def finish_move(journal: Journal, record: FileRecord, final: Path, outcome: str) -> FileRecord:
-    """The new copy is in place: remove the old one, drop the staged name, close the record."""
+def finish_move(
+    journal: Journal, record: FileRecord, final: Path, outcome: str, origin: ExampleOrigin = ExampleOrigin.ASSIGN
+) -> FileRecord:
+    """The new copy is in place: keep an assignment as a labelled example (the content as it arrived, in the genre
+    it was tagged with), remove the old copy, drop the staged name, close the record.
+
+    The example comes first: from here on a crash leaves a move that settle_move finishes (calling this again), so
+    an assignment is never closed without its example. settle_move cannot tell the command from the review page: it
+    keeps the example as the command's."""
+    if outcome == ASSIGNED:
+        journal.keep_example(record.sha256, final, assigned_genre(final), origin)
     release_original(record.destination)
     discard_staged(record.staged_path)
     if outcome == UNDONE:
@@ -184,10 +202,20 @@ def finish_move(journal: Journal, record: FileRecord, final: Path, outcome: str)
     return journal.advance(record.id, Step.DONE, destination=final, outcome=outcome)
 
 
+def assigned_genre(path: Path) -> str:
+    """The genre `assign` tagged a file with (GENRESORT_GENRE, written in every format and verified)."""
+    return read_fields(path)["GENRESORT_GENRE"][0]
+
+
 def settle_move(journal: Journal, record: FileRecord) -> FileRecord:
     """After a crash in a move, with the file in exactly one place: finished where its new copy was placed (or
-    where the staged copy is the only one left), rolled back where the old one is still there."""
-    folder, outcome = journal.move_of(record.id)
+    where the staged copy is the only one left), rolled back where the old one is still there. A record moving with
+    no move journaled was being relocated by the corrections check (corrections.relocate): nothing was moved, it is
+    put back as it was."""
+    move = journal.move_of(record.id)
+    if move is None:
+        return journal.advance(record.id, Step.DONE)
+    folder, outcome = move
     staged, old = record.staged_path, record.destination
     placed = linked_copy(staged, folder)
     if placed is None and staged.exists() and not old.exists():  # never leave the only copy hidden

@@ -11,6 +11,7 @@ place, and a file is never placed twice.
 
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import os
@@ -260,9 +261,14 @@ class Sorter:
         self.log = log
         self._content_locks = KeyedLocks()
         self._left_in_place: set[tuple[Path, int, int]] = set()  # oversize files that could not be moved aside
-        self.albums = (
-            None if policy.inbox is None else Albums(policy.inbox, policy.library, analyse, policy.decision, journal)
-        )
+        self.albums = albums_for(policy, analyse, journal)
+
+    def with_model(self, policy: SortPolicy, analyse: Analyse) -> Sorter:
+        """This sorter for another model: the same journal, log and content locks (two files of one content are
+        never sorted at once, across the change of model too), its albums heard anew by the new model."""
+        sorter = copy.copy(self)
+        sorter.policy, sorter.analyse, sorter.albums = policy, analyse, albums_for(policy, analyse, self.journal)
+        return sorter
 
     # -- the one path -------------------------------------------------------------------------------------
 
@@ -570,6 +576,13 @@ class Sorter:
         warnings = (Outcome.QUARANTINED, Outcome.RETRY, Outcome.CHANGED, Outcome.SKIPPED)
         level = "warning" if outcome.outcome in warnings else "info"
         getattr(self.log, level)(f"file.{outcome.outcome.value}", **self.outcome_fields(outcome))
+
+
+def albums_for(policy: SortPolicy, analyse: Analyse, journal: Journal) -> Albums | None:
+    """The albums of the policy's inbox (None: no inbox, no albums: `sort` on files named one by one elsewhere)."""
+    if policy.inbox is None:
+        return None
+    return Albums(policy.inbox, policy.library, analyse, policy.decision, journal)
 
 
 def unknown_content(source: SourceFile) -> str | None:

@@ -13,11 +13,14 @@ from structlog.typing import FilteringBoundLogger
 
 from genresort.analysis.model_file import ModelError
 from genresort.config import ConfigError, Settings, check_genre_names
+from genresort.digest import sha256_file
 from genresort.library.journal import Journal, JournalDamaged, JournalError, move_aside
 from genresort.library.layout import validate_template
 from genresort.library.lock import AlreadyRunning, InstanceLock
+from genresort.library.model_store import effective_model_dir
 from genresort.library.tags import ExistingGenrePolicy
 from genresort.logs import path_text
+from genresort.paths import CARD_JSON
 from genresort.service.pipeline import Sorter, SortPolicy
 from genresort.service.workers import AnalyserPool, ModelSummary
 
@@ -149,18 +152,47 @@ def sort_policy(settings: Settings, model: ModelSummary) -> SortPolicy:
     )
 
 
-def start_sorter(settings: Settings, journal: Journal, log: FilteringBoundLogger) -> tuple[Sorter, AnalyserPool] | None:
-    """The sorter and the analysis workers it uses (the caller closes them), with the model loaded; or None after
-    logging why the model, or the configuration for it, was refused."""
+@dataclass(frozen=True)
+class ModelCard:
+    """Which model a folder holds now: the folder its path leads to (through a symlink that `genresort retrain`
+    swaps) and its card's sha256 (None when the card cannot be read). Workers load `folder`, never the link, so that
+    a worker restarted after a timeout loads the model its pool was started with."""
+
+    folder: Path
+    sha256: str | None
+
+    @classmethod
+    def of(cls, model_dir: Path) -> ModelCard:
+        try:
+            folder = model_dir.resolve()
+        except RuntimeError:  # a symlink loop: no model there
+            return cls(model_dir.absolute(), None)
+        try:
+            return cls(folder, sha256_file(folder / CARD_JSON))
+        except OSError:
+            return cls(folder, None)
+
+
+def load_model(settings: Settings, card: ModelCard) -> tuple[SortPolicy, AnalyserPool]:
+    """The model's analysis workers and the sort policy for it; ModelError if it cannot be loaded, ConfigError if the
+    configuration does not fit it (genre_names naming a genre it lacks)."""
+    analysers = AnalyserPool(card.folder, settings.workers, settings.file_timeout_seconds)
     try:
-        analysers = AnalyserPool(settings.model_dir, settings.workers, settings.file_timeout_seconds)
-    except (ModelError, ConfigError) as error:
-        log.error("daemon.refused", reason=str(error))
-        return None
-    try:
-        policy = sort_policy(settings, analysers.summary)
-    except ConfigError as error:
+        return sort_policy(settings, analysers.summary), analysers
+    except BaseException:
         analysers.close()
+        raise
+
+
+def start_sorter(
+    settings: Settings, journal: Journal, log: FilteringBoundLogger, card: ModelCard | None = None
+) -> tuple[Sorter, AnalyserPool] | None:
+    """The sorter and the analysis workers it uses (the caller closes them), with the model loaded (the one `card`
+    names, else the one effective_model_dir leads to now); or None after logging why the model, or the configuration for
+    it, was refused."""
+    try:
+        policy, analysers = load_model(settings, card or ModelCard.of(effective_model_dir(settings)))
+    except (ModelError, ConfigError) as error:
         log.error("daemon.refused", reason=str(error))
         return None
     return Sorter(policy, analysers.analyse, journal, log), analysers

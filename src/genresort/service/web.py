@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -39,8 +39,9 @@ from structlog.typing import FilteringBoundLogger
 
 from genresort.analysis.model_file import ModelError
 from genresort.config import Settings, listen_address
-from genresort.library.journal import FileRecord, Journal, Step
+from genresort.library.journal import ExampleOrigin, FileRecord, Journal, Step
 from genresort.library.layout import genre_folder
+from genresort.library.model_store import effective_model_dir
 from genresort.library.placement import REASON_SUFFIX
 from genresort.library.tags import TagError, read_fields
 from genresort.logs import get_logger, path_text
@@ -156,8 +157,9 @@ def quarantined_files(quarantine: Path) -> list[QuarantinedFile]:
 
 
 def folder_names(settings: Settings) -> list[str]:
-    """The genre folders a person can assign: the model's genres as genre_names names them, from its card."""
-    card_path = settings.model_dir / CARD_JSON
+    """The genre folders a person can assign: the model's genres as genre_names names them, from the card of the
+    model in use."""
+    card_path = effective_model_dir(settings) / CARD_JSON
     try:
         card = json.loads(card_path.read_text())
     except (OSError, ValueError) as error:
@@ -180,20 +182,34 @@ def make_app(settings: Settings) -> Starlette:
     """The review page's application for these settings; a new CSRF token for each one made."""
     csrf = secrets.token_urlsafe(32)
     templates = Jinja2Templates(directory=TEMPLATES)
-    genres = folder_names(settings)
+    known_genres = folder_names(settings)  # no page without a model's genres
     instance = moves_instance(settings)
     given_back_into = undo_folder(settings)
     log = get_logger()
 
-    @cache
-    def model():
-        """The model, loaded for the first explanation asked for (a few seconds: the page should not wait)."""
+    def genres() -> list[str]:
+        """The genres of the model in use now (the daemon may load a new one while the page is served); the last
+        ones read while its card is being replaced."""
+        nonlocal known_genres
+        try:
+            known_genres = folder_names(settings)
+        except ModelError:
+            pass
+        return known_genres
+
+    @lru_cache(maxsize=1)
+    def model_in(folder: Path):
+        """The model, loaded for the first explanation asked for (a few seconds: the page should not wait), and again
+        once another model is in use."""
         from genresort.analysis.model import GenreModel
 
-        return GenreModel.load(settings.model_dir)
+        return GenreModel.load(folder)
+
+    def model():
+        return model_in(effective_model_dir(settings).resolve())
 
     def page(request: Request, name: str, status: int = 200, **context: object) -> Response:
-        context = {"csrf": csrf, "genres": genres, "undo_folder": path_text(given_back_into), **context}
+        context = {"csrf": csrf, "genres": genres(), "undo_folder": path_text(given_back_into), **context}
         return templates.TemplateResponse(request, name, context, status)
 
     def reading(request: Request) -> Journal | Response:
@@ -269,12 +285,20 @@ def make_app(settings: Settings) -> Starlette:
         record_id = request.path_params["id"]
         if request.url.path.startswith("/assign/"):
             genre = str(form.get("genre", ""))
-            if genre not in genres:
+            if genre not in genres():
                 return PlainTextResponse(f"{genre!r} is not one of the model's genres", 400)
             command = "assign"
 
             def act(journal: Journal, record: FileRecord) -> MoveOutcome:
-                return assign(journal, record, genre, settings.library, instance, settings.path_template)
+                return assign(
+                    journal,
+                    record,
+                    genre,
+                    settings.library,
+                    instance,
+                    settings.path_template,
+                    ExampleOrigin.REVIEW_PAGE,
+                )
         else:
             command = "undo"
 
