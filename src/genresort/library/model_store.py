@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from genresort.digest import sha256_file
+from genresort.library.placement import fsync_file, fsync_folder
 from genresort.paths import CARD_JSON
 
 if TYPE_CHECKING:
@@ -60,21 +61,14 @@ def effective_model_dir(settings: Settings) -> Path:
     return settings.model_dir
 
 
-def fsync_path(path: Path) -> None:
-    """fsync a file or a folder (a folder: its entries)."""
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def fsync_tree(folder: Path) -> None:
     """fsync every file and folder below `folder`, and `folder` itself, deepest first."""
     for parent, folders, files in os.walk(folder, topdown=False):
-        for name in (*files, *folders):
-            fsync_path(Path(parent) / name)
-    fsync_path(folder)
+        for name in files:
+            fsync_file(Path(parent) / name)
+        for name in folders:
+            fsync_folder(Path(parent) / name)
+    fsync_folder(folder)
 
 
 def new_model_folder(state_dir: Path, model_id: str) -> Path:
@@ -102,7 +96,7 @@ def install_model(folder: Path, state_dir: Path) -> Path | None:
     replaces (kept, to go back to by hand). Returns the folder of the model it replaced, if any. OSError if the
     state folder cannot take the link (`<state_dir>/model` a real folder, say)."""
     fsync_tree(folder)
-    fsync_path(folder.parent)
+    fsync_folder(folder.parent)
     link = state_dir / CURRENT_MODEL
     previous = link.resolve() if link.is_symlink() else None
     temporary = state_dir / f".{CURRENT_MODEL}.{os.getpid()}"
@@ -113,7 +107,7 @@ def install_model(folder: Path, state_dir: Path) -> Path | None:
     except OSError:
         temporary.unlink()
         raise
-    fsync_path(state_dir)
+    fsync_folder(state_dir)
     for other in folder.parent.iterdir():
         if other not in (folder, previous) and other.is_dir() and not other.is_symlink():
             shutil.rmtree(other, ignore_errors=True)

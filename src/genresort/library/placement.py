@@ -85,7 +85,7 @@ def copy_to_staged(source: BinaryIO, staged: Path) -> StagedCopy:
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
-    _fsync_dir(staged.parent)
+    fsync_folder(staged.parent)
     return StagedCopy(staged, digest.hexdigest(), size)
 
 
@@ -104,7 +104,7 @@ def restage(staged: Path, root: Path, instance: str) -> Path:
             target = stage_copy(source, staging, staged.suffix).path
         discard_staged(staged)
         return target
-    _fsync_dir(staging)
+    fsync_folder(staging)
     return target
 
 
@@ -119,7 +119,7 @@ def place_file(staged: Path, destination_dir: Path, name: str, *, keep_duplicate
     crash in between can be told apart by the staged copy's link count.
     """
     reserve = len(REASON_SUFFIX) if keep_duplicates else 0
-    _fsync_file(staged)  # it may have been tagged since stage_copy fsynced it
+    fsync_file(staged)  # it may have been tagged since stage_copy fsynced it
     _make_dirs(destination_dir)
     stem, ext = _split_name(_sanitise(name))
     for number in range(1, _MAX_NUMBER + 1):
@@ -130,7 +130,7 @@ def place_file(staged: Path, destination_dir: Path, name: str, *, keep_duplicate
             if not keep_duplicates and _same_content(staged, target):
                 raise DuplicateFile(target) from None
             continue
-        _fsync_dir(destination_dir)
+        fsync_folder(destination_dir)
         return target
     raise FileExistsError(errno.EEXIST, f"no free name for {name!r} after {_MAX_NUMBER} tries", str(destination_dir))
 
@@ -141,14 +141,14 @@ def release_original(path: Path) -> None:
     The folder is fsynced so that after a crash the journal and the disk agree it is gone.
     """
     path.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_folder(path.parent)
 
 
 def write_reason(path: Path, reason: dict) -> Path:
     """Write `reason` as pretty JSON to `<path>.reason.json`, atomically (never a half-written file)."""
     target = path.with_name(path.name + REASON_SUFFIX)
     write_text_whole(target, json.dumps(reason, indent=2, ensure_ascii=False, default=str) + "\n")
-    _fsync_dir(target.parent)
+    fsync_folder(target.parent)
     return target
 
 
@@ -218,10 +218,11 @@ def _make_dirs(path: Path) -> None:
             folder.mkdir()
         except FileExistsError:  # created meanwhile by another worker
             pass
-        _fsync_dir(folder.parent)
+        fsync_folder(folder.parent)
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """fsync a file, never through a link, never blocking on a FIFO swapped in."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO swapped in must not block us
     try:
         os.fsync(fd)
@@ -229,7 +230,8 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_folder(path: Path) -> None:
+    """fsync a folder's entries (a new or removed name is durable once this returns)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
