@@ -203,3 +203,19 @@ def start_daemon() -> Iterator[Callable[..., Daemon]]:
     yield start
     for daemon in started:
         daemon.close()
+
+
+class Snapshot:
+    """A folder tree made once for a module (a real `genresort sort` takes seconds: its worker loads the model) and
+    put back for each test at the same path, so that the absolute paths its journal holds stay true; the files keep
+    their times, which an undo checks."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.kept = work.with_name(f"{work.name}-snapshot")
+        shutil.copytree(work, self.kept, symlinks=True)
+
+    def restore(self) -> Path:
+        shutil.rmtree(self.work, ignore_errors=True)
+        shutil.copytree(self.kept, self.work, symlinks=True)
+        return self.work

@@ -15,7 +15,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from conftest import tagged_like_a_download
+from conftest import Snapshot, tagged_like_a_download
 from daemon_harness import Daemon, Folders, drop
 from genresort.library.journal import ExampleOrigin, Journal, Step
 from genresort.library.lock import MovesLock
@@ -159,15 +159,24 @@ def test_assign_and_the_review_page_keep_examples_and_a_refused_assignment_keeps
 # --- the check itself, without a daemon ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sorted_by_sort(tmp_path: Path) -> tuple[Folders, Path]:
-    """A tagged MP3 sorted by `genresort sort` into its likeliest genre: (folders, where it was placed)."""
-    folders = Folders(tmp_path / "music")
+@pytest.fixture(scope="module")
+def sorted_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Snapshot, Path]:
+    """A tagged MP3 sorted by `genresort sort` into its likeliest genre, once: (the folders' snapshot, where it was
+    placed)."""
+    work = tmp_path_factory.mktemp("corrections") / "music"
+    folders = Folders(work)
     tagged_like_a_download(folders.inbox / "Night Train.mp3")
     status, lines = genresort(folders, "sort")
     assert status == 0, lines
     (line,) = [line for line in lines if line["event"] == "file.sorted"]
-    return folders, Path(line["destination"])
+    return Snapshot(work), Path(line["destination"])
+
+
+@pytest.fixture
+def sorted_by_sort(sorted_once: tuple[Snapshot, Path]) -> tuple[Folders, Path]:
+    """The sorted file, as `genresort sort` left it, for one test: (folders, where it was placed)."""
+    snapshot, placed = sorted_once
+    return Folders(snapshot.restore()), placed
 
 
 def check_of(folders: Folders, journal: Journal) -> CorrectionCheck:

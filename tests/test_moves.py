@@ -17,7 +17,7 @@ import pytest
 import soundfile
 from mutagen.id3 import ID3, TIT2
 
-from conftest import small_tmpfs, tagged_like_a_download, write_mp3
+from conftest import Snapshot, small_tmpfs, tagged_like_a_download, write_mp3
 from daemon_harness import Daemon, Folders, drop
 from genresort.library.arrival import rebuild
 from genresort.library.journal import Journal, Step
@@ -39,16 +39,26 @@ def genresort(folders: Folders, *arguments: str) -> tuple[int, list[dict]]:
     return result.returncode, lines
 
 
-@pytest.fixture
-def sorted_file(tmp_path: Path) -> tuple[Folders, Path, Path]:
-    """A tagged MP3 dropped into the inbox and sorted by `genresort sort`: (folders, original, where it went)."""
-    folders = Folders(tmp_path / "music")
-    original = tagged_like_a_download(tmp_path / "Night Train.mp3")
+@pytest.fixture(scope="module")
+def sorted_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Snapshot, Path]:
+    """A tagged MP3 dropped into the inbox and sorted by `genresort sort`, once: (the folders' snapshot, where it
+    went)."""
+    work = tmp_path_factory.mktemp("moves") / "work"
+    folders = Folders(work / "music")
+    original = tagged_like_a_download(work / "Night Train.mp3")
     shutil.copyfile(original, folders.inbox / original.name)
     status, lines = genresort(folders, "sort")
     assert status == 0, lines
     (line,) = [line for line in lines if line["event"] == "file.sorted"]
-    return folders, original, Path(line["destination"])
+    return Snapshot(work), Path(line["destination"])
+
+
+@pytest.fixture
+def sorted_file(sorted_once: tuple[Snapshot, Path]) -> tuple[Folders, Path, Path]:
+    """The sorted file, as `genresort sort` left it, for one test: (folders, original, where it went)."""
+    snapshot, placed = sorted_once
+    work = snapshot.restore()
+    return Folders(work / "music"), work / "Night Train.mp3", placed
 
 
 def test_an_undo_gives_the_file_back_into_the_inbox_byte_for_byte(sorted_file) -> None:

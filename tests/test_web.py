@@ -24,7 +24,7 @@ import pytest
 from mutagen.id3 import ID3, TIT2
 from starlette.testclient import TestClient
 
-from conftest import unavailable, write_mp3
+from conftest import Snapshot, unavailable, write_mp3
 from daemon_harness import Daemon, Folders, drop
 from genresort.config import ConfigError, Settings, load_settings
 from genresort.library.journal import Journal, Step
@@ -85,6 +85,17 @@ def csrf_of(page: str) -> str:
 def sorted_once(tmp_path_factory: pytest.TempPathFactory) -> Folders:
     """One unsure file, for the tests that change nothing."""
     return unsure_files(tmp_path_factory.mktemp("web") / "music")
+
+
+@pytest.fixture(scope="module")
+def unsure_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    return Snapshot(unsure_files(tmp_path_factory.mktemp("web-changes") / "music").root)
+
+
+@pytest.fixture
+def one_unsure(unsure_snapshot: Snapshot) -> Folders:
+    """One unsure file, for a test that changes it (the sort made once, put back for each test)."""
+    return Folders(unsure_snapshot.restore())
 
 
 def test_the_page_lists_an_unsure_file_with_its_top_3_a_button_per_genre_and_the_quarantine(
@@ -189,8 +200,8 @@ def test_a_port_in_use_is_refused_at_start_in_plain_words(tmp_path: Path) -> Non
             assert f"127.0.0.1:{port}" in refused["reason"]
 
 
-def test_assign_through_the_page_moves_the_file_and_journals_it(tmp_path: Path) -> None:
-    folders = unsure_files(tmp_path / "music")
+def test_assign_through_the_page_moves_the_file_and_journals_it(one_unsure: Folders) -> None:
+    folders = one_unsure
     (unsure,) = folders.unsure.glob("*.mp3")
     client = client_of(settings_of(folders))
     csrf = csrf_of(client.get("/").text)
@@ -223,8 +234,8 @@ def test_a_not_music_file_is_listed_to_decide_and_can_be_assigned(tmp_path: Path
     assert ID3(assigned)["TXXX:GENRESORT_PREVIOUS_GENRE"].text == ["not-music"]
 
 
-def test_a_change_goes_ahead_while_a_daemon_holds_the_state_folder(tmp_path: Path) -> None:
-    folders = unsure_files(tmp_path / "music")
+def test_a_change_goes_ahead_while_a_daemon_holds_the_state_folder(one_unsure: Folders) -> None:
+    folders = one_unsure
     client = client_of(settings_of(folders))
     csrf = csrf_of(client.get("/").text)
     daemon = InstanceLock(folders.state)  # what a running daemon holds: moves have a lock of their own
@@ -238,10 +249,10 @@ def test_a_change_goes_ahead_while_a_daemon_holds_the_state_folder(tmp_path: Pat
 
 
 def test_a_change_while_another_move_runs_too_long_is_refused_with_the_reason(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    one_unsure: Folders, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("genresort.service.moves.MOVES_WAIT_SECONDS", 0.2)  # rather than the 30 s a person gets
-    folders = unsure_files(tmp_path / "music")
+    folders = one_unsure
     client = client_of(settings_of(folders))
     csrf = csrf_of(client.get("/").text)
     other_move = MovesLock(folders.state)
