@@ -10,8 +10,12 @@ from pathlib import Path
 
 from mutagen.id3 import ID3, TALB
 
-from conftest import shared_clip
+from conftest import shared_clip, write_mp3
 from daemon_harness import Daemon, Folders, drop
+from genresort.analysis.audio import TruncatedAudioError
+from genresort.analysis.decision import AlbumVerdict, Prediction, Thresholds, decide
+from genresort.library.journal import Journal
+from genresort.service.albums import Albums, signature_of
 
 STABILITY = 1.5
 
@@ -94,3 +98,35 @@ def test_a_folder_of_loose_downloads_whose_tags_name_several_albums_is_no_album(
     for line, track in zip(lines, tracks, strict=True):
         assert "album_genre" not in line  # each decided alone, in its own genre, its folder kept
         assert Path(line["destination"]) == folders.library / line["genre"] / "Downloads" / track.name
+
+
+def test_each_track_is_heard_once_a_bad_one_and_a_late_one_included(tmp_path: Path) -> None:
+    """The analysis is scripted (the tracks are tones): what counts is how often each track is heard."""
+    album = tmp_path / "inbox" / "Album"
+    for number in range(3):
+        write_mp3(album / f"{number}.mp3", seconds=2.0, seed=number)
+    (album / "bad.mp3").write_bytes((album / "0.mp3").read_bytes()[:4096])  # MP3 by its content, cut short
+    heard: list[str] = []
+
+    def analyse(path: Path) -> Prediction:
+        heard.append(path.name)
+        if path.name == "bad.mp3":
+            raise TruncatedAudioError(path, "cut short")
+        return Prediction((("Jazz", 0.9), ("Blues", 0.1)), "scripted", 0.99)
+
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        albums = Albums(
+            tmp_path / "inbox", tmp_path / "library", analyse, lambda p: decide(p, Thresholds(0.5)), journal
+        )
+
+        def turn(name: str) -> tuple[Prediction | None, AlbumVerdict | None]:
+            return albums.hear(album, signature_of(album / name))
+
+        first, bad = turn("0.mp3"), turn("bad.mp3")
+        assert sorted(heard) == ["0.mp3", "1.mp3", "2.mp3", "bad.mp3"]  # the folder once; the bad track not again
+        assert first[0] is not None and first[1].genre == "Jazz" and bad[0] is None
+        (album / "0.mp3").unlink()  # sorted at its turn
+        write_mp3(album / "3.mp3", seconds=2.0, seed=3)  # a track that comes late
+        late = turn("3.mp3")
+        assert heard[4:] == ["3.mp3"] and late[0] is not None  # tracks heard and not yet sorted are not heard again
+        assert turn("1.mp3")[0] is not None and turn("2.mp3")[0] is not None and len(heard) == 5

@@ -82,6 +82,8 @@ def signature_of(path: Path) -> Signature | None:
 class Album:
     verdict: AlbumVerdict | None  # None: the folder is no album (its tracks' tags name several), each decides alone
     heard: dict[Signature, Prediction]  # tracks not yet sorted: their predictions, taken at their turn
+    tried: frozenset[Signature]  # every track the folder's hearing met, heard or not (one it could not hear is
+    # heard alone at its turn, which says why: the folder is heard again only for a track new to it)
 
 
 class Albums:
@@ -113,8 +115,8 @@ class Albums:
                 album = self._albums.get(root)
                 if album is not None:
                     self._albums.move_to_end(root)
-            if album is None or track not in album.heard:
-                album = self._hear_folder(root)
+            if album is None or track not in album.tried:
+                album = self._hear_folder(root, album)
             with self._lock:
                 return album.heard.pop(track, None), album.verdict
 
@@ -122,12 +124,21 @@ class Albums:
         with self._lock:
             return self._folder_locks.setdefault(root, threading.Lock())
 
-    def _hear_folder(self, root: Path) -> Album:
+    def _hear_folder(self, root: Path, earlier: Album | None) -> Album:
+        """The folder's tracks heard (none its earlier hearing met: those are sorted, or heard at their turn), and
+        its verdict made anew, with the tracks sorted since."""
         tracks = tracks_of(self.inbox, root)
+        known, met = ({}, frozenset()) if earlier is None else (earlier.heard, earlier.tried)
         heard: dict[Signature, Prediction] = {}
+        tried: set[Signature] = set()
         for path in tracks:
             signature = signature_of(path)
             if signature is None:
+                continue
+            tried.add(signature)
+            if signature in met:  # heard before: its prediction kept, or it is heard alone at its turn
+                if signature in known:
+                    heard[signature] = known[signature]
                 continue
             try:
                 heard[signature] = self.analyse(path)
@@ -136,7 +147,7 @@ class Albums:
         recent = self.journal.sorted_from(root, since=time.time() - ARRIVED_TOGETHER_SECONDS)
         placed = [genre_folder(destination, self.library) for destination in recent]
         verdict = decide_album([self.decide(prediction) for prediction in heard.values()], placed)
-        album = Album(verdict if one_album(tracks) else None, heard)
+        album = Album(verdict if one_album(tracks) else None, heard, frozenset(tried))
         with self._lock:
             self._albums[root] = album
             self._albums.move_to_end(root)
