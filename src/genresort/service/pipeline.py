@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
-from genresort.analysis.audio import AUDIO_EXTENSIONS, AudioError
+from genresort.analysis.audio import AUDIO_EXTENSIONS, NOT_AUDIO, AudioError
 from genresort.analysis.decision import (
     AlbumVerdict,
     Decision,
@@ -590,7 +590,7 @@ def unknown_content(source: SourceFile) -> str | None:
     none either (a file named like audio that cannot be read is quarantined with the decoder's reason instead)."""
     if source.path.suffix.lower() in AUDIO_EXTENSIONS or detect_format(head_of(source.stream)) is not None:
         return None
-    return "not an audio file: its content is none of MP3, FLAC, Ogg Vorbis, Opus, M4A (AAC, ALAC), AIFF, WAV or WMA"
+    return NOT_AUDIO
 
 
 def arrival_of(staged: Path) -> Arrival | None:
