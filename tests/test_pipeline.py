@@ -559,3 +559,17 @@ def test_a_file_whose_container_tagging_rewrites_keeps_nothing_to_rebuild(folder
     outcome = sorter.sort_file(drop(sorter, wav))
     assert outcome.outcome == Outcome.SORTED
     assert journal.arrival(journal.find_finished_by_sha256(outcome.sha256).id) is None
+
+
+def test_a_moves_lock_that_cannot_be_taken_leaves_the_moves_and_settles_the_rest(
+    folders: Path, journal: Journal
+) -> None:
+    """A damaged state folder (the lock's name taken by a folder) must not stop a start."""
+    (folders / "state" / "moves.lock").mkdir()
+    sorter = scripted_sorter(folders, journal, lambda staged: JAZZ)
+    source = write_mp3(folders / "inbox" / "placed-before-the-crash.mp3", seconds=2.0, seed=31)
+    _, final = crash_after(sorter, source, Step.PLACED)
+    restart(sorter)
+    assert final.exists() and not source.exists() and journal.unfinished() == []
+    (failed,) = [fields for event, fields in sorter.log.lines if event == "recovery.failed"]
+    assert failed["step"] == "moving" and "moves.lock" in failed["error"]

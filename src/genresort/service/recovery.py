@@ -30,7 +30,16 @@ from genresort.service.pipeline import (
 def recover(sorter: Sorter, moves: MovesLock) -> None:
     """Settle what a crash left; a person's move only with the moves lock, as one may be running beside us (it
     settles its own)."""
-    settling_moves = moves.try_acquire()
+    try:
+        settling_moves = moves.try_acquire()
+    except OSError as error:  # a damaged state folder must not stop the start: the moves wait, the rest is settled
+        sorter.log.error(
+            "recovery.failed",
+            step="moving",
+            error=f"the moves lock {path_text(moves.path)} cannot be taken: {error.strerror or error}",
+            hint="an undo or assign cut short stays as it is until the lock can be taken; nothing was removed",
+        )
+        settling_moves = False
     try:
         settle_unfinished(sorter, settling_moves)
     finally:
