@@ -4,6 +4,10 @@ removed; tracks that clearly disagree are a compilation, each in its own genre, 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +20,7 @@ from genresort.analysis.audio import TruncatedAudioError
 from genresort.analysis.decision import AlbumVerdict, Prediction, Thresholds, decide
 from genresort.library.journal import Journal
 from genresort.service.albums import Albums, signature_of
+from genresort.service.workers import AnalysisCrashed
 
 STABILITY = 1.5
 
@@ -109,8 +114,9 @@ def test_each_track_is_heard_once_a_bad_one_and_a_late_one_included(tmp_path: Pa
     heard: list[str] = []
 
     def analyse(path: Path) -> Prediction:
-        heard.append(path.name)
-        if path.name == "bad.mp3":
+        name = Path(os.path.realpath(path)).name  # a track is heard through the file held open
+        heard.append(name)
+        if name == "bad.mp3":
             raise TruncatedAudioError(path, "cut short")
         return Prediction((("Jazz", 0.9), ("Blues", 0.1)), "scripted", 0.99)
 
@@ -130,3 +136,45 @@ def test_each_track_is_heard_once_a_bad_one_and_a_late_one_included(tmp_path: Pa
         late = turn("3.mp3")
         assert heard[4:] == ["3.mp3"] and late[0] is not None  # tracks heard and not yet sorted are not heard again
         assert turn("1.mp3")[0] is not None and turn("2.mp3")[0] is not None and len(heard) == 5
+
+
+def test_an_album_in_a_folder_whose_name_is_not_utf8_is_heard_and_sorted_whole(tmp_path: Path) -> None:
+    """Its tracks are heard through the files held open: their names could not be sent to an analysis worker."""
+    folders = Folders(tmp_path / "music")
+    album = Path(os.fsdecode(os.fsencode(folders.inbox) + b"/Caf\xe9 Album  . /CD1"))
+    tracks = [drop(shared_clip("jazz", number), album / f"0{number} trailing .mp3") for number in range(2)]
+    result = subprocess.run(
+        [sys.executable, "-m", "genresort.cli", "sort", "--config", str(folders.config_file)],
+        env=folders.env(confidence_threshold=0.0),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines() if '"file.sorted"' in line]
+    (genre,) = {line["album_genre"] for line in lines}
+    assert len(lines) == 2 and genre is not None
+    assert sorted(path.name for path in (folders.library / genre / album.relative_to(folders.inbox)).iterdir()) == [
+        track.name for track in tracks
+    ]
+    assert list(folders.inbox.iterdir()) == []
+
+
+def test_a_track_whose_analysis_crashes_while_its_folder_is_heard_is_heard_alone_at_its_turn(tmp_path: Path) -> None:
+    """Scripted analysis: a crash of one track's analysis is that track's, never charged to another's turn."""
+    album = tmp_path / "inbox" / "Album"
+    for number in range(2):
+        write_mp3(album / f"{number}.mp3", seconds=2.0, seed=number)
+
+    def analyse(path: Path) -> Prediction:
+        if os.path.realpath(path).endswith("1.mp3"):
+            raise AnalysisCrashed("the decoder died")
+        return Prediction((("Jazz", 0.9), ("Blues", 0.1)), "scripted", 0.99)
+
+    with Journal(tmp_path / "journal.sqlite3") as journal:
+        albums = Albums(
+            tmp_path / "inbox", tmp_path / "library", analyse, lambda p: decide(p, Thresholds(0.5)), journal
+        )
+        first, verdict = albums.hear(album, signature_of(album / "0.mp3"))
+        assert first is not None and verdict.genre == "Jazz"
+        assert albums.hear(album, signature_of(album / "1.mp3")) == (None, verdict)

@@ -26,6 +26,7 @@ from genresort.analysis.decision import AlbumVerdict, Decision, Prediction, deci
 from genresort.library.formats import format_of
 from genresort.library.journal import Journal
 from genresort.library.layout import genre_folder, read_track_tags
+from genresort.service.workers import AnalysisCrashed, AnalysisFailed, AnalysisTimeout, opened_file_path
 
 #: Albums whose tracks' predictions are kept, the least recently used dropped first: a few hundred KB at most.
 ALBUMS_KEPT = 32
@@ -141,9 +142,10 @@ class Albums:
                     heard[signature] = known[signature]
                 continue
             try:
-                heard[signature] = self.analyse(path)
-            except (AudioError, OSError):  # its own turn quarantines it, or tries again, with the reason
-                continue
+                with open(path, "rb") as stream:
+                    heard[signature] = self.analyse(opened_file_path(stream.fileno()))
+            except (AudioError, OSError, AnalysisTimeout, AnalysisCrashed, AnalysisFailed):
+                continue  # heard alone at its turn, where its own reason, or failure, counts
         recent = self.journal.sorted_from(root, since=time.time() - ARRIVED_TOGETHER_SECONDS)
         placed = [genre_folder(destination, self.library) for destination in recent]
         verdict = decide_album([self.decide(prediction) for prediction in heard.values()], placed)

@@ -55,7 +55,7 @@ from genresort.library.placement import (
 from genresort.library.tags import ExistingGenrePolicy, GenreTags, TagError, write_genre_tags
 from genresort.logs import path_text
 from genresort.service.albums import Albums, album_root, prune_emptied
-from genresort.service.workers import AnalysisCrashed, AnalysisFailed, AnalysisTimeout
+from genresort.service.workers import AnalysisCrashed, AnalysisFailed, AnalysisTimeout, opened_file_path
 
 DUPLICATES_FOLDER = "duplicates"
 #: Errors that say "not now" rather than "this file is bad": retried with backoff, never quarantined.
@@ -538,8 +538,7 @@ class Sorter:
             reason = f"same content (sha256) as {path_text(earlier.destination)}"
             folder = self.policy.quarantine / DUPLICATES_FOLDER
             return SortOutcome(Outcome.DUPLICATE, source.path, folder, reason, sha256=sha256)
-        # The worker reads the very file we opened, whatever its name: /proc/<pid>/fd/<n> is a link to it.
-        opened = Path(f"/proc/{os.getpid()}/fd/{source.stream.fileno()}")
+        opened = opened_file_path(source.stream.fileno())  # the very file we opened, whatever its name
         try:
             decision = self._decide(*self._hear(source, opened))
         except AudioError as error:

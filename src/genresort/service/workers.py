@@ -39,6 +39,12 @@ class AnalysisFailed(Exception):
     library's. Counted like a crash, and named as it is, never passed off as "not audio"."""
 
 
+def opened_file_path(descriptor: int) -> Path:
+    """A name the analysis workers can open for a file this process holds open, whatever its own name (one that is
+    not UTF-8 cannot be sent to a worker) and wherever it is renamed meanwhile: /proc/<pid>/fd/<n> links to it."""
+    return Path(f"/proc/{os.getpid()}/fd/{descriptor}")
+
+
 @dataclass(frozen=True)
 class ModelSummary:
     """What the parent needs to know of the model loaded in the workers."""
