@@ -1,10 +1,11 @@
 # Three commands: `make run` (the daemon with its defaults), `make test` and `make bench`. Each creates .venv
 # first and installs what it needs: the daemon only the run-time set; the tests and the benchmarks also the
-# `train` extra (librosa, matplotlib), which training, evaluation and their tests use.
+# `train` extra (librosa, matplotlib), which training, evaluation and their tests use, and the `cluster` extra
+# (distributed), whose tests run a real Dask cluster.
 VENV := .venv
 PYTHON ?= python3
 EXTRAS_run :=
-EXTRAS_test := [test,train]
+EXTRAS_test := [test,train,cluster]
 
 $(VENV)/bin/pip:
 	$(PYTHON) -m venv $(VENV)

@@ -56,6 +56,12 @@ def _watch(arguments: argparse.Namespace) -> int:
 
     settings = load_settings(arguments.config)
     configure_logging(settings.log_file)  # a bad setting is refused before the daemon's modules are imported
+    if settings.cluster is not None:  # a setting shared with `sort` in one file: said, never silently dropped
+        get_logger().warning(
+            "cluster.ignored",
+            cluster=settings.cluster,
+            reason="the cluster setting applies to `genresort sort` only: the daemon analyses on this machine",
+        )
     from genresort.service.daemon import run_daemon
 
     return run_daemon(settings, get_logger())
@@ -65,6 +71,8 @@ def _sort(arguments: argparse.Namespace) -> int:
     from genresort.logs import configure_logging, get_logger
 
     settings = load_settings(arguments.config)
+    if arguments.cluster is not None:
+        settings = settings.model_copy(update={"cluster": arguments.cluster})
     configure_logging(settings.log_file)
     from genresort.service.oneshot import run_once
 
@@ -333,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     sort.add_argument("paths", nargs="*", type=Path, help="files or folders inside the inbox (default: all of it)")
     sort.add_argument("--dry-run", action="store_true", help="print what would happen; touch nothing")
     sort.add_argument("--config", type=Path, help="configuration file (default: config/genresort.toml)")
+    sort.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="analyse on this Dask scheduler's workers (tcp://host:8786; needs the cluster extra); default: the "
+        "cluster setting, else this machine",
+    )
     sort.set_defaults(handler=_sort)
 
     assign = commands.add_parser("assign", help="give placed files the genre a person decided")

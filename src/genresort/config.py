@@ -141,6 +141,12 @@ class Settings(BaseSettings):
         f"then uses {DEFAULT_WEB_LISTEN}); not loopback: needs web_token",
     )
     web_token: str | None = Field(None, min_length=1, description="the review page's token, required on every request")
+    cluster: str | None = Field(
+        None,
+        min_length=1,
+        description="`genresort sort` sends the analysis to this Dask scheduler (tcp://host:8786); the daemon does not."
+        " Needs the cluster extra, and the inbox and library on storage every Dask worker sees at the same paths",
+    )
 
     @property
     def review_page_address(self) -> str:

@@ -55,15 +55,20 @@ def sort_once(
     settings: Settings, journal: Journal, log: FilteringBoundLogger, paths: list[Path] | None, dry_run: bool
 ) -> int:
     """The pass itself, once the journal is open (and, unless a dry run, the state folder ours)."""
-    started = start_sorter(settings, journal, log)
+    started = start_sorter(settings, journal, log, cluster=settings.cluster)
     if started is None:
         return EXIT_REFUSED
     sorter, analysers = started
+    in_flight = settings.workers
+    if settings.cluster is not None:
+        # Twice the cluster's threads: each thread has a file to hear while another file is staged or placed here.
+        in_flight = 2 * analysers.threads
+        log.info("cluster.ready", address=settings.cluster, workers=analysers.workers, threads=analysers.threads)
     try:
         if not dry_run:
             recover(sorter, MovesLock(settings.state_dir))
         sort_file = partial(plan_and_print, sorter) if dry_run else sorter.sort_file
-        return sort_files(settings, sort_file, paths, log)
+        return sort_files(settings, sort_file, paths, log, in_flight)
     finally:
         analysers.close()
 
@@ -73,13 +78,14 @@ def sort_files(
     sort_file: Callable[[Path], SortOutcome],
     paths: list[Path] | None,
     log: FilteringBoundLogger,
+    in_flight: int | None = None,
 ) -> int:
-    """Sort each file on the workers, without retries; EXIT_FAILED if one failed or a signal cut the pass short.
-    A progress bar on stderr, if it is a terminal."""
+    """Sort each file on the workers, `in_flight` at once (default: the `workers` setting), without retries;
+    EXIT_FAILED if one failed or a signal cut the pass short. A progress bar on stderr, if it is a terminal."""
     started = time.monotonic()
     files, missing = files_to_sort(settings, paths, log)
     gate = StabilityGate(settings.stability_seconds)
-    work = WorkQueue(sort_file, settings.workers, retry_max_seconds=None, log=log, unsettled=gate.offer)
+    work = WorkQueue(sort_file, in_flight or settings.workers, retry_max_seconds=None, log=log, unsettled=gate.offer)
     bar = ProgressBar(len(files), "sort")
     with StopSignals() as signals:
         work.start()

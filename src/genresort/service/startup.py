@@ -8,6 +8,7 @@ import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from structlog.typing import FilteringBoundLogger
 
@@ -23,6 +24,9 @@ from genresort.logs import path_text
 from genresort.paths import CARD_JSON
 from genresort.service.pipeline import Sorter, SortPolicy
 from genresort.service.workers import AnalyserPool, ModelSummary
+
+if TYPE_CHECKING:
+    from genresort.service.cluster import ClusterAnalysers
 
 FOLDER_KEYS = ("inbox", "library", "quarantine", "unsure", "not_music", "state_dir")
 JOURNAL_NAME = "journal.sqlite3"
@@ -173,10 +177,30 @@ class ModelCard:
             return cls(folder, None)
 
 
-def load_model(settings: Settings, card: ModelCard) -> tuple[SortPolicy, AnalyserPool]:
-    """The model's analysis workers and the sort policy for it; ModelError if it cannot be loaded, ConfigError if the
-    configuration does not fit it (genre_names naming a genre it lacks)."""
-    analysers = AnalyserPool(card.folder, settings.workers, settings.file_timeout_seconds)
+def start_analysers(settings: Settings, card: ModelCard, cluster: str | None) -> AnalyserPool | ClusterAnalysers:
+    """The model's analysis workers: processes of ours, or with `cluster` (a Dask scheduler's address) that cluster's
+    workers; ConfigError if the cluster cannot be used (the extra missing, unreachable, its workers blind to the
+    inbox or library)."""
+    if cluster is None:
+        return AnalyserPool(card.folder, settings.workers, settings.file_timeout_seconds)
+    try:
+        from genresort.service.cluster import ClusterAnalysers  # distributed is heavy, and an extra
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in ("distributed", "dask"):
+            raise
+        raise ConfigError(
+            f"--cluster needs the cluster extra ({error.name} is missing): pip install 'genresort[cluster]'"
+        ) from error
+    return ClusterAnalysers(cluster, card.folder, settings.file_timeout_seconds, (settings.inbox, settings.library))
+
+
+def load_model(
+    settings: Settings, card: ModelCard, cluster: str | None = None
+) -> tuple[SortPolicy, AnalyserPool | ClusterAnalysers]:
+    """The model's analysis workers (on `cluster`, if given) and the sort policy for it; ModelError if it cannot be
+    loaded, ConfigError if the configuration does not fit it (genre_names naming a genre it lacks) or the cluster
+    cannot be used."""
+    analysers = start_analysers(settings, card, cluster)
     try:
         return sort_policy(settings, analysers.summary), analysers
     except BaseException:
@@ -185,13 +209,17 @@ def load_model(settings: Settings, card: ModelCard) -> tuple[SortPolicy, Analyse
 
 
 def start_sorter(
-    settings: Settings, journal: Journal, log: FilteringBoundLogger, card: ModelCard | None = None
-) -> tuple[Sorter, AnalyserPool] | None:
+    settings: Settings,
+    journal: Journal,
+    log: FilteringBoundLogger,
+    card: ModelCard | None = None,
+    cluster: str | None = None,
+) -> tuple[Sorter, AnalyserPool | ClusterAnalysers] | None:
     """The sorter and the analysis workers it uses (the caller closes them), with the model loaded (the one `card`
-    names, else the one effective_model_dir leads to now); or None after logging why the model, or the configuration for
-    it, was refused."""
+    names, else the one effective_model_dir leads to now), on `cluster` if given; or None after logging why the
+    model, the configuration for it or the cluster was refused."""
     try:
-        policy, analysers = load_model(settings, card or ModelCard.of(effective_model_dir(settings)))
+        policy, analysers = load_model(settings, card or ModelCard.of(effective_model_dir(settings)), cluster)
     except (ModelError, ConfigError) as error:
         log.error("daemon.refused", reason=str(error))
         return None
