@@ -140,7 +140,7 @@ def test_a_dask_worker_killed_mid_file_costs_a_retry_never_a_lost_or_doubled_fil
     files = [
         Path(shutil.copy2(shared_clip(genre, index), folders.inbox / f"{genre}{index}.mp3"))
         for genre in ("blues", "disco", "reggae", "rock")
-        for index in range(3)
+        for index in range(2)
     ]
     before = cluster.run(os.getpid)
     process = sort(folders, "--cluster", cluster.scheduler.address)
@@ -192,3 +192,28 @@ def test_a_worker_is_sent_the_models_files_but_not_its_training_set() -> None:
     assert card["model_file"]["name"] in files and "musicnn/msd_musicnn.onnx" in files
     assert "musicnn/tags_msd.txt" in files and card["training_set"]["file"] not in files
     assert sum(map(len, files.values())) < 10 * 2**20
+
+
+def test_a_file_over_the_time_limit_is_stopped_and_its_worker_restarted(
+    tmp_path: Path, cluster: distributed.Client
+) -> None:
+    """A running task cannot be interrupted: its worker is restarted, so that a hung decoder holds no thread."""
+    folders = Folders(tmp_path / "music")
+    clip = Path(shutil.copy2(shared_clip("blues", 5), folders.inbox / "slow.mp3"))  # heard in more than 0.3 s
+    before = set(cluster.run(os.getpid).values())
+    code, lines, stderr = finished(
+        sort(folders, "--cluster", cluster.scheduler.address, environment={"GENRESORT_FILE_TIMEOUT_SECONDS": "0.3"})
+    )
+    assert code == 1, stderr
+    (retry,) = [line for line in lines if line["event"] == "file.retry"]
+    assert "took longer than" in retry["reason"] and clip.is_file()
+    cluster.wait_for_workers(2, timeout=60)
+    assert len(before - set(cluster.run(os.getpid).values())) == 1  # the one that held it, and only that one
+
+
+def test_the_daemon_says_it_ignores_the_cluster_setting(tmp_path: Path, start_daemon) -> None:
+    daemon = start_daemon(Folders(tmp_path / "music"), cluster="tcp://127.0.0.1:8786")
+    daemon.wait_ready()
+    (ignored,) = daemon.logs("cluster.ignored")
+    assert ignored["cluster"] == "tcp://127.0.0.1:8786" and "sort" in ignored["reason"]
+    assert daemon.terminate() == 0

@@ -40,6 +40,9 @@ from genresort.service.workers import (
 
 #: How long a start waits for the cluster's first worker (a scheduler and its workers started together).
 WORKERS_WAIT_SECONDS = 60.0
+#: Files in flight at most, however large the cluster: beyond this, the one process that stages, tags and places
+#: them is the bottleneck, and more threads only hold more staged copies.
+MOST_IN_FLIGHT = 256
 
 
 def genresort_version() -> str:
@@ -181,7 +184,8 @@ def check_shared_storage(client: distributed.Client, folders: Iterable[Path]) ->
 
 class ClusterAnalysers:
     """The analysis on a Dask cluster, in AnalyserPool's shape (analyse, summary, close). `workers` and `threads`:
-    the cluster's at the start, which size the files in flight."""
+    the cluster's at the start; `in_flight`: how many files to sort at once, twice the threads, so that each thread
+    has a file to hear while another is staged or placed here."""
 
     def __init__(self, address: str, model_dir: Path, timeout: float, shared_folders: Iterable[Path]) -> None:
         self.address = address
@@ -202,6 +206,7 @@ class ClusterAnalysers:
             self.summary = agreed_summary(self.client.run(summary_on_worker, self.plugin_name))
             threads = self.client.nthreads()
             self.workers, self.threads = len(threads), sum(threads.values())
+            self.in_flight = min(2 * self.threads, MOST_IN_FLIGHT)
         except BaseException:
             self.close()
             raise

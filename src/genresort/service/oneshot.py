@@ -59,12 +59,11 @@ def sort_once(
     if started is None:
         return EXIT_REFUSED
     sorter, analysers = started
-    in_flight = settings.workers
-    if settings.cluster is not None:
-        # Twice the cluster's threads: each thread has a file to hear while another file is staged or placed here.
-        in_flight = 2 * analysers.threads
-        log.info("cluster.ready", address=settings.cluster, workers=analysers.workers, threads=analysers.threads)
     try:
+        in_flight = settings.workers
+        if settings.cluster is not None:
+            in_flight = analysers.in_flight
+            log.info("cluster.ready", address=settings.cluster, workers=analysers.workers, threads=analysers.threads)
         if not dry_run:
             recover(sorter, MovesLock(settings.state_dir))
         sort_file = partial(plan_and_print, sorter) if dry_run else sorter.sort_file
