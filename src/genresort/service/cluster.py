@@ -46,7 +46,11 @@ MOST_IN_FLIGHT = 256
 
 
 def genresort_version() -> str:
-    return metadata.version("genresort")
+    """As `genresort --version` says it: a checkout run from its src/ without being installed is "(not installed)"."""
+    try:
+        return metadata.version("genresort")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
 
 
 def model_files(folder: Path) -> dict[str, bytes]:
@@ -194,19 +198,22 @@ class ClusterAnalysers:
             self.client = distributed.Client(address, set_as_default=False)
         except (OSError, ValueError, TypeError) as error:
             raise ConfigError(f"the cluster {address} cannot be reached: {error}") from error
-        try:
-            self.client.wait_for_workers(1, timeout=WORKERS_WAIT_SECONDS)
-        except TimeoutError as error:
-            self.client.close()
-            raise ConfigError(f"the cluster {address} has no worker (waited {WORKERS_WAIT_SECONDS:.0f} s)") from error
         self.plugin_name = f"genresort-model-{uuid.uuid4().hex}"  # ours alone: another run's close cannot drop it
         try:
+            try:
+                self.client.wait_for_workers(1, timeout=WORKERS_WAIT_SECONDS)
+            except TimeoutError as error:
+                waited = f"waited {WORKERS_WAIT_SECONDS:.0f} s"
+                raise ConfigError(f"the cluster {address} has no worker ({waited})") from error
             check_shared_storage(self.client, shared_folders)
             self.client.register_plugin(ModelPlugin(model_files(model_dir), genresort_version()), self.plugin_name)
             self.summary = agreed_summary(self.client.run(summary_on_worker, self.plugin_name))
             threads = self.client.nthreads()
             self.workers, self.threads = len(threads), sum(threads.values())
             self.in_flight = min(2 * self.threads, MOST_IN_FLIGHT)
+        except OSError as error:  # the connection lost, or a worker's own failure to set the model up
+            self.close()
+            raise ConfigError(f"the cluster {address} failed at the start: {error}") from error
         except BaseException:
             self.close()
             raise
