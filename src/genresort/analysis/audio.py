@@ -198,9 +198,14 @@ def analysis_windows(duration: float, plan: WindowPlan) -> list[tuple[float, flo
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
-    """(frames,) or (frames, channels) float -> (frames,) float32 average of the channels."""
+    """(frames,) or (frames, channels) float -> (frames,) float32 average of the channels.
+
+    Channel by channel: numpy's mean along a short last axis took a third of a long track's decoding time."""
     if samples.ndim == 2:
-        samples = samples.mean(axis=1)
+        total = samples[:, 0].astype(np.float32)
+        for channel in range(1, samples.shape[1]):
+            total += samples[:, channel]
+        samples = total / np.float32(samples.shape[1])
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
