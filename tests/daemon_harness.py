@@ -138,14 +138,15 @@ class Folders:
 
         The tests drop synthetic tones as stand-ins for songs, which the music detector rightly calls not music:
         `music_threshold` is 0 (everything is music) unless a test asks for the model's own, with
-        music_threshold=None (tests/test_not_music.py)."""
+        music_threshold=None (tests/test_not_music.py). One analysis worker unless a test asks for more (the default,
+        `workers = "auto"`, starts one per core: memory and start-up time a test rarely needs)."""
         env = {
             key: value
             for key, value in os.environ.items()
             if not key.startswith("GENRESORT_") and key not in FOREIGN_VARIABLES
         }
         env.update({f"GENRESORT_{key.upper()}": str(self.folder(key)) for key in FOLDER_KEYS})
-        settings = {"music_threshold": STAND_IN_MUSIC_THRESHOLD} | settings
+        settings = {"music_threshold": STAND_IN_MUSIC_THRESHOLD, "workers": 1} | settings
         env.update({f"GENRESORT_{key.upper()}": str(value) for key, value in settings.items() if value is not None})
         return env
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,6 +97,68 @@ def test_a_time_beyond_its_bound_is_refused(tmp_path: Path, key: str, value: flo
     config.write_text(f"{key} = {value}\n")
     with pytest.raises(ConfigError, match=f"{key} .from {config}.: Input should be less than or equal to"):
         load_settings(config)
+
+
+#: What `workers = "auto"` gives here: the cores this process may use (at most 64).
+CORES = min(len(os.sched_getaffinity(0)), 64)
+
+
+def test_workers_default_to_auto_one_per_core_this_process_may_use() -> None:
+    """A process narrowed to one core (as systemd's CPUAffinity= or a cpuset does) gets one worker, whatever the
+    machine has."""
+    assert Settings().workers == CORES
+    one_core = min(os.sched_getaffinity(0))
+    narrowed = subprocess.run(
+        [sys.executable, "-c", "from genresort.config import Settings; print(Settings(workers='auto').workers)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, {one_core}),
+    )
+    assert narrowed.stdout == "1\n"
+
+
+@pytest.mark.parametrize("value, expected", [('"auto"', CORES), ("1", 1), ("64", 64)])
+def test_workers_are_auto_or_a_number_from_a_file(tmp_path: Path, value: str, expected: int) -> None:
+    config = tmp_path / "genresort.toml"
+    config.write_text(f"workers = {value}\n")
+    assert load_settings(config).workers == expected
+
+
+@pytest.mark.parametrize("value, expected", [("auto", CORES), ("1", 1), ("2", 2)])
+def test_workers_are_auto_or_a_number_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: int
+) -> None:
+    monkeypatch.setenv("GENRESORT_WORKERS", value)
+    assert load_settings().workers == expected
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ('"many"', """'many' is neither "auto" nor a number from 1 to 64"""),
+        ('"Auto"', """'Auto' is neither "auto" nor a number from 1 to 64"""),
+        ("0", "Input should be greater than or equal to 1"),
+        ("65", "Input should be less than or equal to 64"),
+        ("2.5", "Input should be a valid integer"),
+    ],
+)
+def test_workers_that_are_neither_auto_nor_a_number_from_1_to_64_are_refused(
+    tmp_path: Path, value: str, problem: str
+) -> None:
+    config = tmp_path / "genresort.toml"
+    config.write_text(f"workers = {value}\n")
+    with pytest.raises(ConfigError) as refusal:
+        load_settings(config)
+    assert f"workers (from {config}): " in str(refusal.value) and problem in str(refusal.value)
+
+
+def test_workers_from_the_environment_that_are_no_number_are_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GENRESORT_WORKERS", "many")
+    with pytest.raises(
+        ConfigError, match="""workers .from GENRESORT_WORKERS.: .*'many' is neither "auto" nor a number"""
+    ):
+        load_settings()
 
 
 def test_an_unknown_key_is_refused_by_name(tmp_path: Path) -> None:

@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
-    from genresort.analysis.model_file import ModelError  # numpy: only once a command runs
+    from genresort.analysis.errors import ModelError
 
     try:
         return arguments.handler(arguments)

@@ -41,6 +41,8 @@ PATH_KEYS = (
 DEFAULT_WEB_LISTEN = "127.0.0.1:8765"
 HOUR = 3600.0
 DAY = 24 * HOUR
+#: The most analysis workers (processes of their own, each with the model): also what `workers = "auto"` gives at most.
+MAX_WORKERS = 64
 #: The decisions that are not a genre (decision.UNSURE, decision.NOT_MUSIC): a genre named so would read as one.
 RESERVED_NAMES = ("unsure", "not-music")
 
@@ -101,7 +103,13 @@ class Settings(BaseSettings):
         5.0, gt=0, le=HOUR, description="size and mtime unchanged this long before a file is taken"
     )
     rescan_seconds: float = Field(300.0, gt=0, le=DAY, description="full rescan of the inbox every so often")
-    workers: int = Field(1, ge=1, le=64, description="files analysed in parallel (one process each)")
+    workers: int = Field(
+        "auto",
+        ge=1,
+        le=MAX_WORKERS,
+        description='files analysed in parallel, one process each: "auto" (one per CPU core this process may use) or'
+        " a number",
+    )
     polling: Literal["auto", "on", "off"] = Field(
         "auto", description="poll the inbox instead of inotify; auto: poll on nfs, cifs/smb and fuse"
     )
@@ -151,6 +159,17 @@ class Settings(BaseSettings):
     @property
     def review_page_address(self) -> str:
         return DEFAULT_WEB_LISTEN if self.web_listen is None else self.web_listen
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _cores_when_auto(cls, value: object) -> object:
+        """`auto` is one worker per CPU core this process may run on (its affinity, which systemd's CPUAffinity= and
+        a cgroup's cpuset narrow, not every core of the machine); the rest of the code sees the number used."""
+        if value == "auto":
+            return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+        if isinstance(value, str) and not value.strip().isdigit():
+            raise ValueError(f'{value!r} is neither "auto" nor a number from 1 to {MAX_WORKERS}')
+        return value
 
     @field_validator("web_listen")
     @classmethod

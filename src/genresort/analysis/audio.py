@@ -27,22 +27,32 @@ import numpy as np
 import soundfile
 import soxr
 
-from genresort.library.formats import AudioFormat, asf_protected, format_of, read_asf_header
+# The errors and AUDIO_EXTENSIONS live in light modules, for callers that only catch or match them (the daemon's
+# parent process imports no decoder); they are named here too, for callers of the decoder.
+from genresort.analysis.errors import (
+    NOT_AUDIO,
+    AudioError,  # noqa: F401 (re-exported)
+    DamagedAudioError,
+    EmptyFileError,
+    NotAudioError,
+    ProtectedAudioError,
+    SilentAudioError,
+    TooShortError,
+    TruncatedAudioError,
+)
+from genresort.library.formats import (
+    AUDIO_EXTENSIONS,  # noqa: F401 (re-exported)
+    AudioFormat,
+    asf_protected,
+    format_of,
+    read_asf_header,
+)
 
 MINIMUM_SECONDS = 1.0
 SILENCE_PEAK = 1e-4  # about -80 dBFS: below this every analysis window is digital silence
 #: How far before a window FFmpeg starts decoding after a seek: the lapped transforms of AAC, Vorbis, Opus and
 #: WMA need the packets before a window to rebuild its first samples.
 SEEK_PREROLL_SECONDS = 0.5
-
-#: Extensions that name audio files, for the callers that pick files by name (the decoder itself reads content).
-AUDIO_EXTENSIONS = frozenset(
-    {
-        *(".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus"),
-        *(".m4a", ".mp4", ".aac", ".alac"),
-        *(".aif", ".aiff", ".aifc", ".wma", ".asf"),
-    }
-)
 
 #: The formats libsndfile decodes (before FFmpeg is tried).
 SNDFILE_FORMATS = frozenset(
@@ -71,46 +81,8 @@ FORMAT_NAMES = {
     AudioFormat.WAV: "WAV",
     AudioFormat.ASF: "WMA",
 }
-NOT_AUDIO = "not an audio file: its content is none of MP3, FLAC, Ogg Vorbis, Opus, M4A/AAC/ALAC, AIFF, WAV or WMA"
 #: MP4 sample entries of iTunes' FairPlay DRM (FFmpeg reads them as AAC, but the audio is encrypted).
 FAIRPLAY_CODEC_TAGS = frozenset({"drms"})
-
-
-class AudioError(Exception):
-    """The file cannot give us sound to analyse; the message says why in plain words."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-
-class EmptyFileError(AudioError):
-    pass
-
-
-class NotAudioError(AudioError):
-    pass
-
-
-class TruncatedAudioError(AudioError):
-    pass
-
-
-class TooShortError(AudioError):
-    pass
-
-
-class SilentAudioError(AudioError):
-    pass
-
-
-class DamagedAudioError(AudioError):
-    """A file of a known audio format whose header or stream the decoder cannot read."""
-
-
-class ProtectedAudioError(AudioError):
-    """Audio encrypted by DRM: only a licensed player can hear it."""
 
 
 @dataclass(frozen=True)

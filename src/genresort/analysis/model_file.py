@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genresort.analysis.errors import ModelError
 from genresort.digest import sha256_file
 
 MODEL_FORMAT = "genresort-linear-classifier/1"
@@ -23,10 +24,6 @@ FORMULA = (
     "+ intercept, computed in the float type of x (float32); with two classes weights has one column, whose logit d "
     "stands for the logits (-d, d)"
 )
-
-
-class ModelError(Exception):
-    """The model cannot be used; the message says what to do."""
 
 
 @dataclass(frozen=True)

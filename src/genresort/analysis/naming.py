@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from genresort.analysis.decision import Decision, Prediction
-from genresort.analysis.explanation import Explanation
+
+if TYPE_CHECKING:  # explanation imports numpy and the networks, which the daemon's parent process does without
+    from genresort.analysis.explanation import Explanation
 
 
 def named(decision: Decision, names: Mapping[str, str]) -> Decision:

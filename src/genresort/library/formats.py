@@ -38,6 +38,14 @@ class AudioFormat(StrEnum):
     ASF = "asf"
 
 
+#: Extensions that name audio files, for the callers that pick files by name (the decoder itself reads content).
+AUDIO_EXTENSIONS = frozenset(
+    {
+        *(".mp3", ".wav", ".flac", ".ogg", ".oga", ".opus"),
+        *(".m4a", ".mp4", ".aac", ".alac"),
+        *(".aif", ".aiff", ".aifc", ".wma", ".asf"),
+    }
+)
 #: How much `read_head` reads past the ID3v2 tags: enough for three MP3 frames at any rate (at most 2881 bytes
 #: each) found within the first few KB, and for an Ogg first page's codec id.
 HEAD_BYTES = 16 * 1024

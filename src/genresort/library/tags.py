@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import mutagen
-import soundfile as sf
 from mutagen.aac import AACInfo
 from mutagen.aiff import AIFF
 from mutagen.asf import ASF, ASFUnicodeAttribute
@@ -582,6 +581,8 @@ def _hash_range(f: BinaryIO, start: int, end: int, digest: hashlib._Hash) -> Non
 
 
 def _pcm_sha256(path: Path) -> str:
+    import soundfile as sf  # libsndfile and numpy: only for the formats that need a decode (not MP3)
+
     digest = hashlib.sha256()
     try:
         with sf.SoundFile(path) as sound:

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from genresort.analysis.audio import AudioError
 from genresort.analysis.decision import AlbumVerdict, Decision, Prediction, decide_album
+from genresort.analysis.errors import AudioError
 from genresort.library.formats import format_of
 from genresort.library.journal import Journal
 from genresort.library.layout import genre_folder, read_track_tags

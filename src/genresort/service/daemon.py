@@ -15,7 +15,7 @@ from pathlib import Path
 
 from structlog.typing import FilteringBoundLogger
 
-from genresort.analysis.model_file import ModelError
+from genresort.analysis.errors import ModelError
 from genresort.config import ConfigError, Settings
 from genresort.library.journal import Journal
 from genresort.library.lock import MovesLock

@@ -26,7 +26,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
-from genresort.analysis.audio import AUDIO_EXTENSIONS, NOT_AUDIO, AudioError
 from genresort.analysis.decision import (
     AlbumVerdict,
     Decision,
@@ -37,9 +36,10 @@ from genresort.analysis.decision import (
     decision_fields,
     with_album,
 )
+from genresort.analysis.errors import NOT_AUDIO, AudioError
 from genresort.analysis.naming import named
 from genresort.library.arrival import Arrival, CannotRebuild, read_arrival, read_written
-from genresort.library.formats import detect_format, head_of
+from genresort.library.formats import AUDIO_EXTENSIONS, detect_format, head_of
 from genresort.library.journal import FileRecord, Journal, Step
 from genresort.library.layout import DEFAULT_TEMPLATE, read_track_tags, render_path
 from genresort.library.placement import (

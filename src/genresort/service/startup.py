@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from structlog.typing import FilteringBoundLogger
 
-from genresort.analysis.model_file import ModelError
+from genresort.analysis.errors import ModelError
 from genresort.config import ConfigError, Settings, check_genre_names
 from genresort.digest import sha256_file
 from genresort.library.journal import Journal, JournalDamaged, JournalError, move_aside

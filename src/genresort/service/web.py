@@ -37,7 +37,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from structlog.typing import FilteringBoundLogger
 
-from genresort.analysis.model_file import ModelError
+from genresort.analysis.errors import ModelError
 from genresort.config import Settings, listen_address
 from genresort.library.journal import ExampleOrigin, FileRecord, Journal, Step
 from genresort.library.layout import genre_folder

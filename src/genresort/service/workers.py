@@ -17,10 +17,9 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from genresort.analysis import audio
+from genresort.analysis import errors
 from genresort.analysis.decision import Prediction, Thresholds
-from genresort.analysis.model import GenreModel
-from genresort.analysis.model_file import ModelError
+from genresort.analysis.errors import ModelError
 
 _CONTEXT = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded process
 _STARTUP_SECONDS = 120.0
@@ -62,6 +61,8 @@ def _serve(model_dir: Path, connection: Connection) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from genresort.analysis.model import GenreModel  # numpy, onnxruntime and the decoders: here, not in the parent
+
     try:
         model = GenreModel.load(model_dir)
     except (ModelError, OSError, ValueError, KeyError) as error:
@@ -76,7 +77,7 @@ def _serve(model_dir: Path, connection: Connection) -> None:
             return
         try:
             connection.send(("prediction", model.analyse(path)))
-        except audio.AudioError as error:
+        except errors.AudioError as error:
             connection.send(("audio_error", (type(error).__name__, str(error.path), error.reason)))
         except OSError as error:
             connection.send(("os_error", (error.errno, error.strerror, str(error.filename))))
@@ -132,7 +133,7 @@ class AnalysisProcess:
             raise AnalysisCrashed("the analysis process died on this file") from None
         if kind == "audio_error":
             error_class, error_path, reason = value
-            raise getattr(audio, error_class, audio.NotAudioError)(Path(error_path), reason)
+            raise getattr(errors, error_class, errors.NotAudioError)(Path(error_path), reason)
         if kind == "os_error":
             number, message, filename = value
             raise OSError(number, message, filename)
