@@ -101,8 +101,14 @@ def test_evaluate_reports_real_songs_non_music_and_reliability_for_a_model_it_do
     assert world["nonmusic_files"] >= 2 * NONMUSIC_PER_KIND and world["music_files"] == 4 * CLIPS_PER_GENRE + SONGS
     assert {"speech", "environment", "synthetic white-noise"} <= set(world["per_kind"])
     assert 0.0 <= world["nonmusic_placed_in_a_genre"] <= world["nonmusic_past_the_detector"] <= 1.0
+    first_look = card["first_look"]  # the same held-out figures when a first look decides where it is settled
+    for figures in (first_look["gtzan"], first_look["real_songs"], world["first_look"]):
+        assert 0.0 <= figures["decided_at_first_look"] <= 1.0
+    assert 0.0 <= first_look["gtzan"]["accuracy"] <= 1.0 and 0.0 <= first_look["real_songs"]["coverage"] <= 1.0
+    assert 0.0 <= world["first_look"]["nonmusic_placed_in_a_genre"] <= 1.0
     text = (report / "report.md").read_text()
-    for section in ("## Placement check", "## The open world", "## Figures (artist-grouped cross-validation)"):
+    sections = ("## Placement check", "## The open world", "## Deciding at first look", "## Figures (artist-grouped")
+    for section in sections:
         assert section in text
     for picture in ("reliability.png", "confusion.png"):
         assert (report / picture).read_bytes().startswith(b"\x89PNG")

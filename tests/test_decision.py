@@ -12,6 +12,7 @@ from genresort.analysis.decision import (
     decide,
     decide_album,
     decision_fields,
+    settled_at_first_look,
     unsure_reason,
     with_album,
 )
@@ -126,3 +127,21 @@ def test_an_album_with_no_sure_track_stays_unsure_and_one_partly_sorted_follows_
     assert decide_album(unsure).genre is None and not decide_album(unsure).compilation
     assert [with_album(decision, decide_album(unsure)).label for decision in unsure] == ["unsure", "unsure"]
     assert decide_album(unsure, placed=["Jazz", "Jazz"]).genre == "Jazz"  # its first tracks went there
+
+
+def test_a_first_look_settles_only_decisions_clear_of_every_threshold_by_the_margin() -> None:
+    thresholds = Thresholds(confidence=0.6, music=0.4, music_sure=0.7, placement=0.7)
+
+    def settled(music: float, placement: float) -> bool:
+        prediction = Prediction(RANKING, "m", music_probability=music, placement_probability=placement)
+        return settled_at_first_look(decide(prediction, thresholds), margin=0.1)
+
+    assert settled(music=0.95, placement=0.85)
+    assert not settled(music=0.95, placement=0.75)  # placed, but too close to the check's threshold
+    assert not settled(music=0.75, placement=0.95)  # placed, but too close to being unsure it is music
+    assert not settled(music=0.95, placement=0.5)  # unsure: the rest of the file may settle it
+    assert settled(music=0.25, placement=0.95)  # clearly not music
+    assert not settled(music=0.35, placement=0.95)  # not music, but too close to the threshold
+    no_check = Thresholds(confidence=0.6, music=0.4, music_sure=0.7)  # a person's own threshold decides
+    assert settled_at_first_look(decide(Prediction(RANKING, "m", music_probability=0.9), no_check), margin=0.1)
+    assert not settled_at_first_look(decide(Prediction(RANKING, "m", music_probability=0.9), no_check), margin=0.15)

@@ -7,7 +7,15 @@ import pytest
 
 from conftest import shared_clip
 from genresort.analysis.audio import WindowPlan, decode_analysis_windows
-from genresort.analysis.features.clip import FeatureSet, extract_clip_features, feature_vector
+from genresort.analysis.features.clip import (
+    ClipFeatures,
+    FeatureSet,
+    FirstLookVectors,
+    extract_clip_features,
+    feature_vector,
+    first_look_places,
+    joined_outputs,
+)
 from genresort.analysis.features.embedding import PATCH_FRAMES, MusicnnNetwork, log_mel_patches
 from genresort.analysis.features.spectrogram import SAMPLE_RATE, power_spectrogram
 from genresort.analysis.model import NETWORK_FOLDER
@@ -95,3 +103,25 @@ def test_a_quieter_copy_gives_the_same_features(networks: list[MusicnnNetwork]) 
         np.testing.assert_allclose(
             loud.network_outputs[name]["taggram"], quiet.network_outputs[name]["taggram"], atol=1e-4
         )
+
+
+def test_a_first_look_hears_two_places_of_two_patches_and_a_short_clip_whole() -> None:
+    assert [place.tolist() for place in first_look_places(10)] == [[1, 2], [7, 8]]
+    assert first_look_places(4) is None  # no less to hear
+    rows = np.arange(20, dtype=np.float32).reshape(10, 2)
+    outputs = {"net": {"taggram": rows, "penultimate": rows + 1, "max_pool": rows * 2}}
+    long = ClipFeatures(np.zeros(0), outputs)
+    short = ClipFeatures(np.zeros(0), {"net": {name: values[:3] for name, values in outputs["net"].items()}})
+    looks = FirstLookVectors.of([long, short], FeatureSet.EMBEDDING, ["net"])
+    assert looks.glance.shape[0] == 2 and len(looks.places) == 2
+    assert np.array_equal(looks.glance[0], feature_vector(long, FeatureSet.EMBEDDING, ["net"], np.array([1, 2, 7, 8])))
+    whole = feature_vector(short, FeatureSet.EMBEDDING, ["net"])
+    assert all(np.array_equal(vectors[1], whole) for vectors in (looks.glance, *looks.places))
+
+
+def test_a_clip_heard_in_two_parts_gives_the_outputs_of_hearing_it_at_once() -> None:
+    outputs = {"net": {"taggram": np.arange(12, dtype=np.float32).reshape(6, 2)}}
+    first = np.array([1, 4])
+    rest = {"net": {"taggram": np.delete(outputs["net"]["taggram"], first, axis=0)}}
+    joined = joined_outputs({"net": {"taggram": outputs["net"]["taggram"][first]}}, first, rest)
+    assert np.array_equal(joined["net"]["taggram"], outputs["net"]["taggram"])

@@ -11,10 +11,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 
-from conftest import write_mp3
-from genresort.analysis.model import CARD_JSON, DETECTOR_CLASSES, MODEL_FILE, GenreModel
+from conftest import shared_clip, write_mp3
+from genresort.analysis.decision import decide
+from genresort.analysis.model import CARD_JSON, DETECTOR_CLASSES, MODEL_FILE, PATCH_SECONDS, GenreModel, places_agree
 from genresort.analysis.model_file import ModelError
 from genresort.paths import DEFAULT_MODEL_DIR
 
@@ -223,3 +226,41 @@ def test_a_placement_check_that_does_not_fit_the_model_is_refused(
     spoil_check(model_copy, change_file, change_entry)
     with pytest.raises(ModelError, match=message):
         GenreModel.load(model_copy)
+
+
+def test_a_clear_clip_is_decided_at_first_look_as_hearing_all_of_it_decides() -> None:
+    model = GenreModel.load()
+    clip = shared_clip("metal", 0)
+    prediction = model.analyse(clip)
+    assert prediction.heard_seconds == pytest.approx(4 * PATCH_SECONDS)  # two places, two patches each
+    whole = model.predict_clip(model.listen(clip)[0])
+    assert decide(prediction, model.thresholds).label == decide(whole, model.thresholds).label == "Metal"
+
+
+def test_a_file_the_first_look_does_not_settle_is_heard_whole() -> None:
+    model = GenreModel.load()
+    clip = shared_clip("blues", 0)  # Blues is rarely placed on a first look: a Blues on top is often wrong
+    prediction = model.analyse(clip)
+    assert prediction.heard_seconds == pytest.approx(30, abs=0.1)
+    whole = model.predict_clip(model.listen(clip)[0])
+    assert prediction.ranking == whole.ranking  # heard in two parts, to the last bit as in one go
+
+
+def test_a_genre_heard_at_one_place_only_is_not_settled_at_first_look(tmp_path: Path) -> None:
+    model = GenreModel.load()
+    metal, rate = soundfile.read(shared_clip("metal", 0), dtype="float32")
+    reggae, _ = soundfile.read(shared_clip("reggae", 0), dtype="float32")
+    # a minute, heard in four 6 s windows, the first look at the first and the third: it finds Metal clearly (the check
+    # passes with the margin to spare), but the third window alone hears Reggae
+    track = tmp_path / "medley.mp3"
+    soundfile.write(track, np.concatenate([metal, reggae]), rate, format="MP3")
+    settled = tmp_path / "metal.mp3"
+    soundfile.write(settled, np.concatenate([metal, metal[::-1]]), rate, format="MP3")
+    assert model.analyse(settled).heard_seconds == pytest.approx(4 * PATCH_SECONDS)
+    assert model.analyse(track).heard_seconds == pytest.approx(24, abs=0.1)
+
+
+def test_places_agree_when_each_finds_the_first_looks_top_genre_likeliest() -> None:
+    places = np.array([[[0.7, 0.3], [0.2, 0.8]], [[0.6, 0.4], [0.6, 0.4]]])  # (places, clips, genres)
+    assert places_agree(places, np.array([0, 1])).tolist() == [True, False]
+    assert places_agree(places[:, 0], 0)

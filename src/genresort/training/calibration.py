@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from genresort.analysis.features.clip import ClipFeatures, FeatureSet, feature_vector
+from genresort.analysis.features.clip import ClipFeatures, FeatureSet, FirstLookVectors, feature_vector
 from genresort.analysis.placement_check import PlacementCheck, evidence
 from genresort.training.classifier import fit_classifier
 from genresort.training.dataset import LabelledFile, LearntSet, TrainingSet, training_set
@@ -21,6 +21,7 @@ from genresort.training.evaluation import CrossValidation, cross_validate
 from genresort.training.openworld import features_of, read_realworld
 from genresort.training.realworld import (
     CHECK_FOLDS,
+    FirstLook,
     HeldOut,
     Rows,
     artist_folds,
@@ -30,6 +31,7 @@ from genresort.training.realworld import (
     is_right,
     pseudo_labels,
     read_tag_names,
+    settled_at_first_look,
     tag_agreement,
     with_songs,
 )
@@ -45,6 +47,7 @@ class RealSongs:
     vectors: np.ndarray  # (songs, features) whole-clip embedding vectors
     rows: TrainingSet  # the songs' classifier rows: whole clips and windows, as GTZAN's
     paths: tuple[Path, ...] = ()  # the songs' files (a study that only measures may leave them out)
+    first_looks: FirstLookVectors | None = None  # what a first look at each song hears; None: not measured
 
 
 def read_real_songs(manifest: Path, cache: Path, network_names: Sequence[str]) -> RealSongs:
@@ -57,6 +60,7 @@ def read_real_songs(manifest: Path, cache: Path, network_names: Sequence[str]) -
         vectors=np.stack([feature_vector(clip, FeatureSet.EMBEDDING, names) for clip in clips]),
         rows=training_set(clips, FeatureSet.EMBEDDING, names),
         paths=tuple(song.path for song in songs),
+        first_looks=FirstLookVectors.of(clips, FeatureSet.EMBEDDING, names),
     )
 
 
@@ -88,7 +92,7 @@ class SongLearner:
         self.gtzan = gtzan
         self.songs = songs
         self.labels = list(labels)
-        self.probabilities = functools.cache(self._probabilities)
+        self.fitted = functools.cache(self._fitted)
 
     def model(self, chosen: np.ndarray, seed: int = 0) -> Pipeline:
         rows = with_songs(self.gtzan, self.songs.rows, self.labels, self.songs.groups, np.asarray(chosen, dtype=int))
@@ -96,10 +100,14 @@ class SongLearner:
 
     def probabilities_for(self, chosen: np.ndarray) -> np.ndarray:
         """(songs, genres) probabilities of every song from the model that learnt GTZAN and the `chosen` songs."""
-        return self.probabilities(tuple(int(index) for index in chosen))
+        return self.probabilities_of(chosen, self.songs.vectors)
 
-    def _probabilities(self, chosen: tuple[int, ...]) -> np.ndarray:
-        return self.model(np.array(chosen, dtype=int)).predict_proba(self.songs.vectors)
+    def probabilities_of(self, chosen: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """What the same model makes of other vectors of the songs (e.g. their first looks)."""
+        return self.fitted(tuple(int(index) for index in chosen)).predict_proba(vectors)
+
+    def _fitted(self, chosen: tuple[int, ...]) -> Pipeline:
+        return self.model(np.array(chosen, dtype=int))
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,18 @@ class Calibrated:
     held_out: HeldOut  # the recipe's decisions on held-out artists, per repeat
     songs: HeldOutSongs
     gtzan: CrossValidation  # GTZAN's artist-grouped cross-validation of a classifier that also learns the songs
+    first_look: FirstLookFigures | None = None
+
+
+@dataclass(frozen=True)
+class FirstLookFigures:
+    """The recipe deciding from a first look where that is settled, as GenreModel.analyse does, on the same held-out
+    data as the figures of hearing everything."""
+
+    held_out: HeldOut  # real songs of held-out artists
+    songs_settled: float  # share of real songs decided at first look (one pass of artist folds)
+    gtzan: CrossValidation  # GTZAN clips: the first look's probabilities where it is settled, else everything's
+    gtzan_settled: float  # share of GTZAN clips decided at first look
 
 
 def calibrate(
@@ -130,10 +150,12 @@ def calibrate(
     network_names: Sequence[str],
     target_precision: float,
     repeats: int,
+    gtzan_first_looks: FirstLookVectors | None = None,
 ) -> Calibrated:
     """Measure the recipe (5 artist folds x `repeats` on the real songs; GTZAN's grouped cross-validation), then
     fit the check on everything; the classifier `train` fits learns GTZAN and each song under its pseudo-label
-    (learnt_songs)."""
+    (learnt_songs). With `gtzan_first_looks` (one row per file) and the songs' first looks, the recipe is measured
+    again deciding at first look where that is settled."""
     gtzan = gtzan_rows(files, rows)
     first_model = fit_classifier(gtzan.vectors, gtzan.genres, gtzan.groups, gtzan.weights)
     genres = [str(genre) for genre in first_model.classes_]
@@ -174,4 +196,48 @@ def calibrate(
         return SongLearner(Rows(vectors, genre_labels, groups, weights), songs, labels).model(everything, seed)
 
     gtzan_cv = cross_validate(files, rows, repeats=repeats, fit=fit_with_songs)
-    return Calibrated(labels, check_on(everything), genres, held_out, judged, gtzan_cv)
+    check = check_on(everything)
+    calibrated = Calibrated(labels, check, genres, held_out, judged, gtzan_cv)
+    if gtzan_first_looks is None or songs.first_looks is None:
+        return calibrated
+    looks = songs.first_looks
+    first_look = FirstLook(
+        lambda train: learner.probabilities_of(train, looks.glance),
+        lambda train: [learner.probabilities_of(train, place) for place in looks.places],
+        lambda glance: evidence(glance, looks.glance, agreement),
+    )
+    first_rule = fit_placement_rule(
+        learner.probabilities_for,
+        evidence_of,
+        songs.groups,
+        songs.published,
+        genres,
+        target_precision,
+        agreement,
+        first_look,
+    )
+    settled = np.zeros(len(songs.groups), bool)
+    for train, test in artist_folds(songs.groups, CHECK_FOLDS, seed=0):
+        glance = first_look.probabilities_for(train)
+        evidence_rows = first_look.evidence_of(glance)
+        settled[test] = settled_at_first_look(check_on(train), evidence_rows, glance, first_look.places_for(train))[
+            test
+        ]
+
+    def held_out_gtzan(vectors: np.ndarray) -> np.ndarray:
+        return cross_validate(files, rows, repeats=repeats, fit=fit_with_songs, test_vectors=vectors).probabilities
+
+    scored = np.flatnonzero([file.scored for file in files])
+    glance = held_out_gtzan(gtzan_first_looks.glance)
+    places = [held_out_gtzan(place) for place in gtzan_first_looks.places]
+    gtzan_settled = settled_at_first_look(
+        check, check.evidence(glance, gtzan_first_looks.glance[scored]), glance, places
+    )
+    adaptive = replace(gtzan_cv, probabilities=np.where(gtzan_settled[:, np.newaxis], glance, gtzan_cv.probabilities))
+    figures = FirstLookFigures(
+        cross_validate_rule(songs.published, songs.groups, first_rule, repeats=repeats),
+        float(settled.mean()),
+        adaptive,
+        float(gtzan_settled.mean()),
+    )
+    return replace(calibrated, first_look=figures)

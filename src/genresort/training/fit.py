@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from genresort.analysis.audio import WindowPlan
-from genresort.analysis.decision import DecisionKind, decide
+from genresort.analysis.decision import FIRST_LOOK_MARGIN, DecisionKind, decide, settled_at_first_look
 from genresort.analysis.familiarity import Familiarity
-from genresort.analysis.features.clip import ClipFeatures, FeatureSet
+from genresort.analysis.features.clip import FIRST_LOOK_WINDOWS, ClipFeatures, FeatureSet, FirstLookVectors
 from genresort.analysis.features.embedding import MusicnnNetwork
-from genresort.analysis.model import CARD_JSON, CARD_MARKDOWN, MODEL_FILE, NETWORK_FOLDER, GenreModel
+from genresort.analysis.model import CARD_JSON, CARD_MARKDOWN, MODEL_FILE, NETWORK_FOLDER, GenreModel, places_agree
 from genresort.analysis.placement_check import EVIDENCE
 from genresort.digest import sha256_file
 from genresort.paths import DEFAULT_MODEL_DIR
@@ -44,7 +44,7 @@ from genresort.training.evaluation import (
 )
 from genresort.training.familiarity import fit_familiarity
 from genresort.training.music_detector import evaluate_detector
-from genresort.training.open_world_figures import nonmusic_figures, nonmusic_markdown
+from genresort.training.open_world_figures import at_first_look, nonmusic_figures, nonmusic_markdown
 
 NETWORK_NAMES = ("msd_musicnn", "mtt_musicnn")
 GTZAN_GENRES = ("Blues", "Classical", "Country", "Disco", "Hip-Hop", "Jazz", "Metal", "Pop", "Reggae", "Rock")
@@ -135,7 +135,8 @@ def train(
     calibrated = None
     if realworld is not None:
         songs = read_real_songs(realworld / "MANIFEST.tsv", cache_dir, NETWORK_NAMES)
-        calibrated = calibrate(kept, rows, songs, TAGS_FILE, NETWORK_NAMES, TARGET_PRECISION, repeats)
+        first_looks = FirstLookVectors.of(clips, SHIPPED_FEATURE_SET, list(NETWORK_NAMES))
+        calibrated = calibrate(kept, rows, songs, TAGS_FILE, NETWORK_NAMES, TARGET_PRECISION, repeats, first_looks)
         learnt = learnt.joined(learnt_songs(songs, calibrated.labels))
         figures = scores(calibrated.gtzan, TARGET_PRECISION)
     classifier = export_classifier(fit_learnt(learnt))
@@ -166,6 +167,8 @@ def train(
         check_path = output_dir / CHECK_FILE
         check_path.write_text(calibrated.check.classifier.to_json())
         card["placement_check"] = check_card_entry(calibrated, check_path, realworld, repeats)
+        if calibrated.first_look is not None:
+            card["first_look"] = first_look_entry(calibrated, figures)
         plot_reliability(reliability_curves(calibrated), "reliability (held-out artists)", output_dir / RELIABILITY)
     (output_dir / CARD_JSON).write_text(json.dumps(card, indent=2) + "\n")
     if open_world_data is not None and detector is not None:
@@ -219,15 +222,26 @@ def reliability_curves(calibrated: Calibrated) -> dict[str, tuple[np.ndarray, np
 
 def open_world_figures(model_dir: Path, data: Path, cache_dir: Path, repeats: int) -> dict:
     """The written model on sounds that are not music and on music, its detector held out by source: every sample
-    is decided as the daemon decides, with the held-out detector's verdict in place of the shipped detector's."""
+    is decided as the daemon decides, with the held-out detector's verdict in place of the shipped detector's; and
+    again deciding at first look where that is settled (GenreModel.analyse)."""
     model = GenreModel.load(model_dir)
-    held, vectors = evaluate_detector(data, cache_dir, repeats)
+    detected = evaluate_detector(data, cache_dir, repeats)
     genre_alone = replace(model.thresholds, music=0.0, music_sure=0.0)
 
-    def places(rows: np.ndarray) -> np.ndarray:
-        return np.array([decide(model.predict_vector(row), genre_alone).kind is DecisionKind.GENRE for row in rows])
+    def genre_decisions(rows: np.ndarray) -> list:
+        return [decide(replace(model.predict_vector(row), music_probability=None), genre_alone) for row in rows]
 
-    return nonmusic_figures(held, vectors, places, model.thresholds.music_sure)
+    places = np.array([decision.kind is DecisionKind.GENRE for decision in genre_decisions(detected.vectors)])
+    looks = detected.first_looks
+    glances = genre_decisions(looks.glance)
+    tops = np.array([model.classifier.classes.index(decision.prediction.genre) for decision in glances])
+    agree = places_agree(np.stack([model.classifier.predict_proba(place) for place in looks.places]), tops)
+    settled = agree & [decision.kind is DecisionKind.GENRE and settled_at_first_look(decision) for decision in glances]
+    sure = model.thresholds.music_sure
+    figures = nonmusic_figures(detected.held, places, sure)
+    held, placed, share = at_first_look(detected.held, places, detected.first_look, settled, sure)
+    figures["first_look"] = {**nonmusic_figures(held, placed, sure), "decided_at_first_look": share}
+    return figures
 
 
 def refuse_other_taxonomies(files: list[LabelledFile], realworld: Path) -> None:
@@ -267,6 +281,67 @@ def check_card_entry(calibrated: Calibrated, path: Path, realworld: Path, repeat
             },
         },
     }
+
+
+def first_look_entry(calibrated: Calibrated, gtzan_figures: dict) -> dict:
+    """What deciding at first look (GenreModel.analyse) does to the held-out figures, beside hearing everything."""
+    first_look = calibrated.first_look
+    glance = scores(first_look.gtzan, TARGET_PRECISION)
+    low, high = first_look.held_out.precision_range
+    return {
+        "patches": {"windows": FIRST_LOOK_WINDOWS[0], "patches_per_window": FIRST_LOOK_WINDOWS[1]},
+        "margin": FIRST_LOOK_MARGIN,
+        "gtzan": {
+            "decided_at_first_look": first_look.gtzan_settled,
+            "accuracy": glance["accuracy"],
+            "balanced_accuracy": glance["balanced_accuracy"],
+            "accuracy_hearing_all": gtzan_figures["accuracy"],
+            "balanced_accuracy_hearing_all": gtzan_figures["balanced_accuracy"],
+        },
+        "real_songs": {
+            "decided_at_first_look": first_look.songs_settled,
+            "coverage": first_look.held_out.coverage,
+            "precision": first_look.held_out.precision,
+            "precision_range": [low, high],
+            "coverage_hearing_all": calibrated.held_out.coverage,
+            "precision_hearing_all": calibrated.held_out.precision,
+        },
+    }
+
+
+def first_look_markdown(card: dict) -> list[str]:
+    entry = card.get("first_look")
+    if entry is None:
+        return []
+    gtzan, songs = entry["gtzan"], entry["real_songs"]
+    lines = [
+        "## Deciding at first look",
+        "",
+        f"The networks first hear {entry['patches']['windows']} places of "
+        f"{entry['patches']['patches_per_window']} patches; a file whose decision from those passes every test with "
+        f"{entry['margin']:.2f} to spare is decided there, and every other file is heard whole. Held out as above:",
+        "",
+        "| figure | hearing all | deciding at first look |",
+        "|---|---|---|",
+        f"| GTZAN accuracy | {gtzan['accuracy_hearing_all']:.3f} | {gtzan['accuracy']:.3f} |",
+        f"| GTZAN balanced accuracy | {gtzan['balanced_accuracy_hearing_all']:.3f} | "
+        f"{gtzan['balanced_accuracy']:.3f} |",
+        f"| real songs placed | {songs['coverage_hearing_all']:.1%} | {songs['coverage']:.1%} |",
+        f"| real songs right, of those placed | {songs['precision_hearing_all']:.1%} | {songs['precision']:.1%} |",
+    ]
+    open_world = card.get("open_world")
+    if open_world is not None and "first_look" in open_world:
+        glance = open_world["first_look"]
+        lines += [
+            f"| non-music placed in a genre | {open_world['nonmusic_placed_in_a_genre']:.1%} | "
+            f"{glance['nonmusic_placed_in_a_genre']:.1%} |",
+            f"| music sent to not-music | {open_world['music_to_not_music']:.1%} | "
+            f"{glance['music_to_not_music']:.1%} |",
+        ]
+    shares = [f"GTZAN clips {gtzan['decided_at_first_look']:.0%}", f"real songs {songs['decided_at_first_look']:.0%}"]
+    if open_world is not None and "first_look" in open_world:
+        shares.append(f"the open-world samples {open_world['first_look']['decided_at_first_look']:.0%}")
+    return [*lines, "", f"Decided at first look: {', '.join(shares)}.", ""]
 
 
 def shipped_detector() -> tuple[dict, bytes] | None:
@@ -367,6 +442,7 @@ def model_card_markdown(card: dict, figures: dict, comparison_table: str) -> str
         *familiarity_markdown(card.get("familiarity")),
         *music_detector_markdown(card.get("music_detector")),
         *open_world_markdown(card.get("open_world")),
+        *first_look_markdown(card),
         format_scores(figures),
         "",
         "## Feature sets compared (same protocol)",

@@ -25,7 +25,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from genresort.analysis.features.clip import ClipFeatures, FeatureSet, taggram_mean_columns
+from genresort.analysis.features.clip import ClipFeatures, FeatureSet, FirstLookVectors, taggram_mean_columns
 from genresort.analysis.model import DETECTOR_CLASSES
 from genresort.analysis.model_file import LinearClassifier
 from genresort.training.classifier import export_logistic
@@ -545,16 +545,34 @@ def relative(path: Path, root: Path) -> str:
     return str(path.relative_to(root))
 
 
-def evaluate_detector(data: Path, cache: Path, repeats: int = 3) -> tuple[HeldOut, np.ndarray]:
+@dataclass(frozen=True)
+class DetectorEvaluation:
+    """The shipped recipe held out by group, on each scored sample whole and on its first look (the same folds)."""
+
+    held: HeldOut
+    vectors: np.ndarray  # (scored samples, features) whole embedding vectors, in HeldOut.samples order
+    first_look: HeldOut  # P(music) of each sample's first look
+    first_looks: FirstLookVectors  # of the scored samples
+
+
+def evaluate_detector(data: Path, cache: Path, repeats: int = 3) -> DetectorEvaluation:
     """Grouped cross-validation of the shipped recipe (whole embedding vector, REGULARISATION) on every sample
-    (synthesised ones into a temporary folder): the held-out P(music) and thresholds, and each scored sample's whole
-    embedding vector (rows.vectors[rows.own_row] of the scored samples, in HeldOut.samples order) so that a caller can
-    also run the genre rule on them."""
+    (synthesised ones into a temporary folder), scored on each sample whole and on its first look: the held-out
+    P(music) and thresholds, and the vectors scored, so that a caller can also run the genre rule on them."""
     from genresort.training.fit import NETWORK_NAMES  # here, not above: fit may import this module
 
     with tempfile.TemporaryDirectory(prefix="genresort-synthetic-") as folder:
         samples, clips, _ = read_samples(data, Path(folder), cache)
-    rows = training_set(clips, FeatureSet.EMBEDDING, list(NETWORK_NAMES))
-    held = cross_validate_detector(samples, rows, np.arange(rows.vectors.shape[1]), REGULARISATION, repeats=repeats)
+    names = list(NETWORK_NAMES)
+    rows = training_set(clips, FeatureSet.EMBEDDING, names)
+    columns = np.arange(rows.vectors.shape[1])
+    first_looks = FirstLookVectors.of(clips, FeatureSet.EMBEDDING, names)
     scored = np.flatnonzero([sample.scored for sample in samples])
-    return held, rows.vectors[rows.own_row[scored]]
+    return DetectorEvaluation(
+        cross_validate_detector(samples, rows, columns, REGULARISATION, repeats=repeats),
+        rows.vectors[rows.own_row[scored]],
+        cross_validate_detector(
+            samples, rows, columns, REGULARISATION, repeats=repeats, test_vectors=first_looks.glance
+        ),
+        first_looks.rows(scored),
+    )

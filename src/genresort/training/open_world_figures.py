@@ -4,26 +4,24 @@ sounds that are not music, and to music, when the music detector is held out by 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
+from genresort.analysis.decision import FIRST_LOOK_MARGIN
 from genresort.training.music_detector import HeldOut
 
-#: (files, features) embedding vectors -> (files,) whether the genre rule places each file in a genre.
-GenreRule = Callable[[np.ndarray], np.ndarray]
 
-
-def nonmusic_figures(held: HeldOut, vectors: np.ndarray, places: GenreRule, sure: float) -> dict:
+def nonmusic_figures(held: HeldOut, genre_rule_places: np.ndarray, sure: float) -> dict:
     """Shares over the detector's held-out repeats: non-music placed in a genre (the detector is sure it is music and
-    the genre rule places it), non-music that got past the detector, music sent to not-music; and per kind of sound.
-    The genre rule never learnt from non-music, so applying the shipped one to it is honest; music is only judged on
-    the detector, which was held out."""
+    the genre rule places it: `genre_rule_places`, per sample or per repeat and sample), non-music that got past the
+    detector, music sent to not-music; and per kind of sound. The genre rule never learnt from non-music, so applying
+    the shipped one to it is honest; music is only judged on the detector, which was held out."""
     is_music = np.array([sample.is_music for sample in held.samples])
     kinds = np.array([sample.kind for sample in held.samples])
     not_music = ~held.called_music  # (repeats, samples)
     genre_stage = held.probabilities >= np.maximum(held.thresholds, sure)
-    placed = genre_stage & places(vectors)[np.newaxis, :]
+    placed = genre_stage & genre_rule_places
     per_kind = {}
     for kind in sorted(set(kinds)):
         columns = kinds == kind
@@ -43,6 +41,21 @@ def nonmusic_figures(held: HeldOut, vectors: np.ndarray, places: GenreRule, sure
         "music_to_not_music": float(not_music[:, is_music].mean()),
         "per_kind": per_kind,
     }
+
+
+def at_first_look(
+    held: HeldOut, places: np.ndarray, glance: HeldOut, glance_places_settled: np.ndarray, sure: float
+) -> tuple[HeldOut, np.ndarray, float]:
+    """The detector's verdicts and the genre rule's placements when a first look decides where it is settled, as
+    GenreModel.analyse does (decision.settled_at_first_look): not music with the margin to spare, or music with the
+    margin to spare and a placement the rule makes with the margin to spare (`glance_places_settled`); everything
+    heard otherwise. `glance` holds the same folds' P(music) for each sample's first look. Returns the held-out
+    verdicts, the placements (repeats, samples), and the share of verdicts made at first look."""
+    not_music = glance.probabilities < glance.thresholds - FIRST_LOOK_MARGIN
+    music = (glance.probabilities >= np.maximum(glance.thresholds, sure) + FIRST_LOOK_MARGIN) & glance_places_settled
+    settled = not_music | music
+    verdicts = replace(held, probabilities=np.where(settled, glance.probabilities, held.probabilities))
+    return verdicts, np.where(settled, music, places[np.newaxis, :]), float(settled.mean())
 
 
 def nonmusic_markdown(figures: dict) -> list[str]:

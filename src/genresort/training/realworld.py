@@ -17,8 +17,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from genresort.analysis.decision import NOT_MUSIC, UNSURE
+from genresort.analysis.decision import FIRST_LOOK_MARGIN, NOT_MUSIC, UNSURE
 from genresort.analysis.features.clip import ClipFeatures, taggram_mean_columns
+from genresort.analysis.model import places_agree
 from genresort.analysis.model_file import LinearClassifier
 from genresort.analysis.placement_check import CHECK_CLASSES, PlacementCheck, TagAgreement
 from genresort.progress import progress
@@ -351,6 +352,26 @@ def fit_check_on(
     )
 
 
+def settled_at_first_look(
+    check: PlacementCheck, evidence_rows: np.ndarray, glance: np.ndarray, places: list[np.ndarray]
+) -> np.ndarray:
+    """Whether the check passes each first look with FIRST_LOOK_MARGIN to spare and each place alone finds its top
+    genre likeliest too (decision.settled_at_first_look, model.places_agree): `glance` the first looks' (files,
+    genres) probabilities, `places` each place's."""
+    passes = check.probability(evidence_rows) >= check.threshold + FIRST_LOOK_MARGIN
+    return passes & places_agree(np.stack(places), glance.argmax(axis=1))
+
+
+@dataclass(frozen=True)
+class FirstLook:
+    """What a genre model makes of a first look at each real song (features.clip.FirstLookVectors): the rule decides
+    from it where it is settled, as GenreModel.analyse does."""
+
+    probabilities_for: ProbabilitiesFor  # of the first looks
+    places_for: Callable[[np.ndarray], list[np.ndarray]]  # of each place alone
+    evidence_of: EvidenceOf  # of the first looks' probabilities
+
+
 def fit_placement_rule(
     probabilities_for: ProbabilitiesFor,
     evidence_of: EvidenceOf,
@@ -359,9 +380,11 @@ def fit_placement_rule(
     genres: Sequence[str],
     target_precision: float,
     agreement: TagAgreement,
+    first_look: FirstLook | None = None,
 ) -> FitRule:
     """The rule as cross_validate_rule measures it: from the training files alone, a genre model (which may learn from
-    them) and a placement check; a test file is placed in its top genre when the check passes, else unsure."""
+    them) and a placement check; a test file is placed in its top genre when the check passes, else unsure. With a
+    `first_look`, a file whose first look passes the check with the margin to spare is placed from that alone."""
 
     def fit(train: np.ndarray) -> Callable[[np.ndarray], list[str]]:
         check = fit_check_on(
@@ -369,8 +392,12 @@ def fit_placement_rule(
         )
         probabilities = probabilities_for(train)
         top = np.asarray(genres)[probabilities.argmax(axis=1)]
-        places = check.places(evidence_of(probabilities))
-        return lambda test: [str(top[index]) if places[index] else UNSURE for index in test]
+        decisions = np.where(check.places(evidence_of(probabilities)), top, UNSURE)
+        if first_look is not None:
+            glance = first_look.probabilities_for(train)
+            settled = settled_at_first_look(check, first_look.evidence_of(glance), glance, first_look.places_for(train))
+            decisions = np.where(settled, np.asarray(genres)[glance.argmax(axis=1)], decisions)
+        return lambda test: [str(decisions[index]) for index in test]
 
     return fit
 

@@ -51,7 +51,6 @@ def extract_clip_features(
     windows = normalise_loudness(windows)
     powers = [power_spectrogram(window) for window in windows]
     per_window = [log_mel_patches(power) for power in powers]
-    patches = np.concatenate(per_window)
     handcrafted = np.zeros(0, dtype=np.float32)
     if with_handcrafted:
         from genresort.analysis.features.handcrafted import handcrafted_features  # imports librosa: only when needed
@@ -59,9 +58,40 @@ def extract_clip_features(
         handcrafted = handcrafted_features(windows, powers)
     return ClipFeatures(
         handcrafted=handcrafted,
-        network_outputs={network.name: network.run(patches) for network in networks},
+        network_outputs=run_networks(networks, np.concatenate(per_window)),
         window_patch_counts=tuple(len(window) for window in per_window),
     )
+
+
+def clip_patches(windows: list[np.ndarray]) -> np.ndarray:
+    """Mono 16 kHz analysis windows -> the networks' input patches of all of them, in order: what the networks hear
+    of a clip when the handcrafted descriptors are not wanted."""
+    return np.concatenate([log_mel_patches(power_spectrogram(window)) for window in normalise_loudness(windows)])
+
+
+def run_networks(networks: list[MusicnnNetwork], patches: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+    return {network.name: network.run(patches) for network in networks}
+
+
+def network_clip(network_outputs: dict[str, dict[str, np.ndarray]]) -> ClipFeatures:
+    """A clip the networks heard, without the handcrafted descriptors (which the shipped model does not use)."""
+    return ClipFeatures(np.zeros(0, dtype=np.float32), network_outputs)
+
+
+def joined_outputs(
+    first: dict[str, dict[str, np.ndarray]], first_patches: np.ndarray, rest: dict[str, dict[str, np.ndarray]]
+) -> dict[str, dict[str, np.ndarray]]:
+    """The network outputs of a clip's `first_patches` and of the rest of its patches, as one in the patches' order:
+    the clip's vector then equals, to the last bit, the one of hearing all patches at once (float sums depend on
+    their order)."""
+    first_count = len(first_patches)
+    rest_count = len(next(iter(next(iter(rest.values())).values())))
+    others = np.delete(np.arange(first_count + rest_count), first_patches)
+    order = np.argsort(np.concatenate([first_patches, others]))
+    return {
+        network: {output: np.concatenate([values, rest[network][output]])[order] for output, values in outputs.items()}
+        for network, outputs in first.items()
+    }
 
 
 #: Parts of a clip the classifier also learns from, as (windows, patches per window): a long track is heard
@@ -99,13 +129,54 @@ def taggram_mean_columns(clip: ClipFeatures, network_names: list[str], network: 
     raise ValueError(f"{network} is not among the networks {list(network_names)}")
 
 
-def window_patches(patch_count: int, windows: int, patches_per_window: int) -> np.ndarray | None:
-    """Indices of the patches that `windows` windows spread from 10% to 90% of a clip would hear; None when
-    the clip is too short to differ from the whole."""
+def window_places(patch_count: int, windows: int, patches_per_window: int) -> list[np.ndarray] | None:
+    """The patches of each of `windows` windows spread from 10% to 90% of a clip (indices); None when the clip is
+    too short to differ from the whole."""
     if patch_count <= windows * patches_per_window:
         return None
     starts = np.linspace(0.1 * patch_count, 0.9 * patch_count - patches_per_window, windows).round().astype(int)
-    return np.unique(np.concatenate([np.arange(start, start + patches_per_window) for start in starts]))
+    return [np.arange(start, start + patches_per_window) for start in starts]
+
+
+def window_patches(patch_count: int, windows: int, patches_per_window: int) -> np.ndarray | None:
+    """Indices of the patches that `windows` windows spread from 10% to 90% of a clip would hear; None when
+    the clip is too short to differ from the whole."""
+    places = window_places(patch_count, windows, patches_per_window)
+    return None if places is None else np.unique(np.concatenate(places))
+
+
+#: A first look at a clip: two of its places, two patches each (one of the parts in AUGMENTATION_WINDOWS, which the
+#: classifier learnt). GenreModel.analyse decides from it alone when that is clearly settled, and hears the rest
+#: otherwise (genresort evaluate measures what it does to the figures).
+FIRST_LOOK_WINDOWS = (2, 2)
+
+
+def first_look_places(patch_count: int) -> list[np.ndarray] | None:
+    """The patches of each place a first look hears; None when the clip is too short to hear less of it."""
+    return window_places(patch_count, *FIRST_LOOK_WINDOWS)
+
+
+@dataclass(frozen=True)
+class FirstLookVectors:
+    """The classifier's inputs for what a first look at each clip hears: all its places, and each place alone."""
+
+    glance: np.ndarray  # (clips, features)
+    places: tuple[np.ndarray, ...]  # one (clips, features) array per place
+
+    @classmethod
+    def of(cls, clips: list[ClipFeatures], feature_set: FeatureSet, network_names: list[str]) -> FirstLookVectors:
+        """A clip too short to hear less of is heard whole, at every place."""
+        glances, places = [], []
+        for clip in clips:
+            patch_count = len(next(iter(clip.network_outputs[network_names[0]].values())))
+            parts = first_look_places(patch_count) or [None] * FIRST_LOOK_WINDOWS[0]
+            whole = None if parts[0] is None else np.unique(np.concatenate(parts))
+            glances.append(feature_vector(clip, feature_set, network_names, whole))
+            places.append([feature_vector(clip, feature_set, network_names, part) for part in parts])
+        return cls(np.stack(glances), tuple(np.stack(column) for column in zip(*places, strict=True)))
+
+    def rows(self, index: np.ndarray) -> FirstLookVectors:
+        return FirstLookVectors(self.glance[index], tuple(place[index] for place in self.places))
 
 
 def window_vectors(clip: ClipFeatures, feature_set: FeatureSet, network_names: list[str]) -> list[np.ndarray]:
