@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from genresort import paths
+from genresort.machine import auto_workers, memory_limit, usable_cores
 from genresort.paths import DEFAULT_CONFIG_FILE, DEFAULT_MODEL_DIR
 
 ENV_PREFIX = "GENRESORT_"
@@ -164,9 +165,10 @@ class Settings(BaseSettings):
     @classmethod
     def _cores_when_auto(cls, value: object) -> object:
         """`auto` is one worker per CPU core this process may run on (its affinity, which systemd's CPUAffinity= and
-        a cgroup's cpuset narrow, not every core of the machine); the rest of the code sees the number used."""
+        a cgroup's cpuset narrow, not every core of the machine), as many as its memory limit (systemd's MemoryMax=)
+        holds; the rest of the code sees the number used."""
         if value == "auto":
-            return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+            return auto_workers(usable_cores(), memory_limit(), MAX_WORKERS)
         if isinstance(value, str) and not value.strip().isdigit():
             raise ValueError(f'{value!r} is neither "auto" nor a number from 1 to {MAX_WORKERS}')
         return value
