@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import soundfile
 from mutagen.id3 import APIC, ID3, TIT2
 
 from conftest import shared_clip, write_mp3
+from genresort.analysis import errors
 from genresort.analysis.audio import (
     AudioError,
     EmptyFileError,
@@ -211,3 +213,10 @@ def test_an_mp3_with_a_cover_cut_in_half_is_still_truncated(old_rip: bytes, tmp_
     with_id3_tag(path, cover_bytes=MEGABYTE)
     with pytest.raises(TruncatedAudioError, match=r"header promises 180\.0 s.*truncated"):
         decode_analysis_windows(path, RATE, WindowPlan())
+
+
+def test_an_audio_error_crosses_to_another_process_as_itself() -> None:
+    sent = errors.TruncatedAudioError(Path("song.mp3"), "the file stops at 12.0 s of 240.0 s")
+    received = pickle.loads(pickle.dumps(sent))
+    assert type(received) is errors.TruncatedAudioError
+    assert (received.path, received.reason, str(received)) == (sent.path, sent.reason, str(sent))

@@ -23,6 +23,11 @@ class AudioError(Exception):
         self.path = path
         self.reason = reason
 
+    def __reduce__(self) -> tuple:
+        """Pickled as itself, so that an analysis worker (a process, or a Dask worker) can send it back: its
+        arguments are not its message."""
+        return type(self), (self.path, self.reason)
+
 
 class EmptyFileError(AudioError):
     pass

@@ -17,7 +17,6 @@ import tempfile
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import CancelledError
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -123,19 +122,7 @@ class ModelPlugin(distributed.WorkerPlugin):
         return ModelSummary(self.model.model_id, self.model.thresholds, tuple(self.model.genres))
 
 
-@dataclass(frozen=True)
-class UnheardAudio:
-    """An AudioError as it crosses to us: its own class cannot be unpickled (its arguments are not its message's)."""
-
-    kind: str
-    path: str
-    reason: str
-
-    def error(self) -> audio.AudioError:
-        return getattr(audio, self.kind, audio.NotAudioError)(Path(self.path), self.reason)
-
-
-def analyse_on_worker(plugin_name: str, path: Path) -> Prediction | UnheardAudio:
+def analyse_on_worker(plugin_name: str, path: Path) -> Prediction:
     """The task a Dask worker runs for one file, with the model its plugin loaded. The file is heard through the
     worker's own link to it, as a local worker hears an album's tracks: the decoders cannot open a name that is not
     UTF-8. Any other error travels as itself; running out of memory is the machine's fault, not the file's: an
@@ -144,8 +131,8 @@ def analyse_on_worker(plugin_name: str, path: Path) -> Prediction | UnheardAudio
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never waits on a FIFO put in a file's place
     try:
         return model.analyse(opened_file_path(descriptor))
-    except audio.AudioError as error:
-        return UnheardAudio(type(error).__name__, str(path), error.reason)
+    except audio.AudioError as error:  # named by the path we were given, not the worker's own link to the file
+        raise type(error)(path, error.reason) from None
     except MemoryError:
         raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM), str(path)) from None
     finally:
@@ -237,12 +224,10 @@ class ClusterAnalysers:
             raise OSError(
                 errno.ECONNABORTED, f"the cluster {self.address} dropped the analysis (its scheduler restarted?)"
             ) from None
-        except OSError:
+        except (OSError, audio.AudioError):
             raise
         except Exception as error:
             raise AnalysisFailed(f"the analysis failed: {type(error).__name__}: {error}") from error
-        if isinstance(answer, UnheardAudio):
-            raise answer.error()
         return answer
 
     def _stop(self, future: distributed.Future) -> None:

@@ -78,7 +78,7 @@ def _serve(model_dir: Path, connection: Connection) -> None:
         try:
             connection.send(("prediction", model.analyse(path)))
         except errors.AudioError as error:
-            connection.send(("audio_error", (type(error).__name__, str(error.path), error.reason)))
+            connection.send(("audio_error", error))
         except OSError as error:
             connection.send(("os_error", (error.errno, error.strerror, str(error.filename))))
         except MemoryError:  # the machine is short of memory, the file is not at fault: retried later
@@ -132,8 +132,7 @@ class AnalysisProcess:
             self._restart()
             raise AnalysisCrashed("the analysis process died on this file") from None
         if kind == "audio_error":
-            error_class, error_path, reason = value
-            raise getattr(errors, error_class, errors.NotAudioError)(Path(error_path), reason)
+            raise value
         if kind == "os_error":
             number, message, filename = value
             raise OSError(number, message, filename)
