@@ -178,10 +178,17 @@ def calibrate(
             agreement,
         )
 
-    rule = fit_placement_rule(
-        learner.probabilities_for, evidence_of, songs.groups, songs.published, genres, target_precision, agreement
+    placement_rule = functools.partial(
+        fit_placement_rule,
+        learner.probabilities_for,
+        evidence_of,
+        songs.groups,
+        songs.published,
+        genres,
+        target_precision,
+        agreement,
     )
-    held_out = cross_validate_rule(songs.published, songs.groups, rule, repeats=repeats)
+    held_out = cross_validate_rule(songs.published, songs.groups, placement_rule(), repeats=repeats)
     judged = HeldOutSongs(np.zeros(len(songs.groups)), np.zeros(len(songs.groups)), np.zeros(len(songs.groups), bool))
     for train, test in artist_folds(songs.groups, CHECK_FOLDS, seed=0):
         check = check_on(train)
@@ -206,16 +213,7 @@ def calibrate(
         lambda train: [learner.probabilities_of(train, place) for place in looks.places],
         lambda glance: evidence(glance, looks.glance, agreement),
     )
-    first_rule = fit_placement_rule(
-        learner.probabilities_for,
-        evidence_of,
-        songs.groups,
-        songs.published,
-        genres,
-        target_precision,
-        agreement,
-        first_look,
-    )
+    first_rule = placement_rule(first_look)
     settled = np.zeros(len(songs.groups), bool)
     for train, test in artist_folds(songs.groups, CHECK_FOLDS, seed=0):
         glance = first_look.probabilities_for(train)
