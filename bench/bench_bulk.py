@@ -114,7 +114,7 @@ PROFILE_STEPS = (
     ("  log_mel_patches", "features/embedding.py", "log_mel_patches"),
     ("  MusicnnNetwork.run", "features/embedding.py", "run"),
     ("    onnxruntime InferenceSession.run", "onnxruntime_inference_collection.py", "run"),
-    ("  predict_clip", "analysis/model.py", "predict_clip"),
+    ("  predict_vector", "analysis/model.py", "predict_vector"),
 )
 
 

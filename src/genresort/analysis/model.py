@@ -227,10 +227,11 @@ class GenreModel:
 
         The networks (nine tenths of the work) first hear a few of the windows' patches, and the rest only when
         the decision from those is not clearly settled (settled_at_first_look)."""
+        if self.feature_set != FeatureSet.EMBEDDING:
+            clip, heard = self.listen(path)
+            return replace(self.predict_clip(clip), heard_seconds=heard)
         windows = decode_analysis_windows(path, SAMPLE_RATE, self.window_plan)
         heard = sum(len(window) for window in windows) / SAMPLE_RATE
-        if self.feature_set != FeatureSet.EMBEDDING:
-            return replace(self.predict_clip(extract_clip_features(windows, self.networks)), heard_seconds=heard)
         patches = clip_patches(windows)
         places = first_look_places(len(patches))
         if places is None:

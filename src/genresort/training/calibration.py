@@ -190,8 +190,10 @@ def calibrate(
     )
     held_out = cross_validate_rule(songs.published, songs.groups, placement_rule(), repeats=repeats)
     judged = HeldOutSongs(np.zeros(len(songs.groups)), np.zeros(len(songs.groups)), np.zeros(len(songs.groups), bool))
-    for train, test in artist_folds(songs.groups, CHECK_FOLDS, seed=0):
-        check = check_on(train)
+    # one pass of artist folds, each with the check fitted on its training part (the reliability diagram and the
+    # first look's share both read them)
+    fold_checks = [(train, test, check_on(train)) for train, test in artist_folds(songs.groups, CHECK_FOLDS, seed=0)]
+    for train, test, check in fold_checks:
         probabilities = learner.probabilities_for(train)
         top = np.asarray(genres)[probabilities.argmax(axis=1)]
         judged.confidence[test] = probabilities.max(axis=1)[test]
@@ -215,12 +217,10 @@ def calibrate(
     )
     first_rule = placement_rule(first_look)
     settled = np.zeros(len(songs.groups), bool)
-    for train, test in artist_folds(songs.groups, CHECK_FOLDS, seed=0):
+    for train, test, fold_check in fold_checks:
         glance = first_look.probabilities_for(train)
-        evidence_rows = first_look.evidence_of(glance)
-        settled[test] = settled_at_first_look(check_on(train), evidence_rows, glance, first_look.places_for(train))[
-            test
-        ]
+        places = first_look.places_for(train)
+        settled[test] = settled_at_first_look(fold_check, first_look.evidence_of(glance), glance, places)[test]
 
     def held_out_gtzan(vectors: np.ndarray) -> np.ndarray:
         return cross_validate(files, rows, repeats=repeats, fit=fit_with_songs, test_vectors=vectors).probabilities
